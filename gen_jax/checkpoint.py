@@ -1,0 +1,123 @@
+"""Checkpoints through orbax: the train state, the data iterator's position and a signature.
+
+Each checkpoint `checkpoints/STEP/` holds three items: `state` (the TrainState arrays),
+`data` (the grain iterator state, JSON) and `meta` (the family, the config and the shape
+signature of the state, JSON). Before anything is restored the signature is compared with
+the state the current config builds, so a workdir of another model fails with one line.
+Saves are asynchronous and atomic (orbax writes to a temporary folder and renames it).
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from ml_collections import ConfigDict
+
+from gen_jax.errors import UserError
+
+
+def signature(tree: Any) -> dict[str, str]:
+  """Returns {'params/enc/kernel': 'float32[3,3,1,32]', ...} for every leaf of `tree`."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path, simple=True, separator='/'):
+          f'{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}' for path, leaf in leaves}
+
+
+def _first_difference(found: dict[str, str], expected: dict[str, str]) -> str:
+  # Parameters first: they name the layer a user changed; optimizer and EMA trees follow.
+  for key in sorted(set(found) | set(expected), key=lambda k: (not k.startswith('params/'), k)):
+    if found.get(key) != expected.get(key):
+      return (f'{key} is {found.get(key, "absent")} in the checkpoint but '
+              f'{expected.get(key, "absent")} for this config')
+  return ''
+
+
+# Config values that a resumed run must share with its checkpoint to continue the same run.
+RESUME_KEYS = ('seed', 'data.name', 'data.batch_size', 'data.image_size')
+
+
+def _lookup(config: dict, dotted: str):
+  for part in dotted.split('.'):
+    config = config.get(part, {}) if isinstance(config, dict) else None
+  return config
+
+
+class Checkpointer:
+  """Saves and restores runs in `directory`; keeps the newest `max_to_keep`.
+
+  `read_only=True` (eval and sample beside a live training job) creates, deletes and
+  cleans up nothing, so it never touches a save the trainer has in flight.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int | None = None, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else max_to_keep, read_only=read_only,
+            enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
+            create=not read_only))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def check_compatible(self, step: int, abstract_state: Any, family: str,
+                       config: ConfigDict | None = None) -> None:
+    """Raises a UserError naming the first leaf where checkpoint `step` differs from the state,
+    or, given the `config` of a run that continues training, the first of RESUME_KEYS that
+    differs (another seed or batch size would silently start another run)."""
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      meta = meta['meta']
+    except Exception as e:  # orbax raises many types for unreadable folders
+      raise UserError(f'checkpoint {self.directory}/{step} cannot be read '
+                      f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+    if not isinstance(meta, dict) or 'signature' not in meta:
+      raise UserError(f'checkpoint {self.directory}/{step} has no gen_jax metadata: '
+                      'not written by gen_jax, use another --workdir')
+    if meta.get('family') != family:
+      raise UserError(f'{self.directory} holds checkpoints of family {meta.get("family")!r}, '
+                      f'not {family!r}: use another --workdir')
+    difference = _first_difference(meta['signature'], signature(abstract_state))
+    if difference:
+      raise UserError(f'{self.directory} holds checkpoints of a different model: {difference}; '
+                      'use another --workdir')
+    if config is not None:
+      current = json.loads(config.to_json_best_effort())
+      for key in RESUME_KEYS:
+        old, new = _lookup(meta['config'], key), _lookup(current, key)
+        if old != new:
+          raise UserError(f'{self.directory} holds a run with {key}={old!r}, this config has '
+                          f'{key}={new!r}: resuming would not continue that run; use another '
+                          '--workdir')
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """Returns (state placed as `abstract_state`'s shardings say, data-iterator state)."""
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return restored['state'], restored['data']
+
+  def save(self, step: int, state: Any, data_state: dict, family: str,
+           config: ConfigDict) -> None:
+    """Starts an asynchronous save of checkpoint `step`.
+
+    The state is copied first: on CPU orbax's host copy can alias the device buffers, which
+    the next (donating) train step overwrites while the save is still being written.
+    """
+    state = jax.tree.map(jnp.copy, state)
+    meta = {'family': family, 'signature': signature(state),
+            'config': json.loads(config.to_json_best_effort())}
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave(meta)), force=True)
+
+  def wait(self) -> None:
+    """Blocks until the pending save is on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

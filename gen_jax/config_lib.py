@@ -1,0 +1,100 @@
+"""Defaults every config shares, and checks of values that types alone cannot catch."""
+
+import json
+
+from ml_collections import ConfigDict, config_dict
+
+from gen_jax.errors import UserError
+
+
+def base_config() -> ConfigDict:
+  """Returns the keys every config has; a config file fills in its family's keys."""
+  c = ConfigDict()
+  c.seed = 0
+  c.family = ''
+
+  c.data = ConfigDict()
+  c.data.name = ''
+  c.data.data_dir = config_dict.placeholder(str)  # None: the tfds default (~/tensorflow_datasets)
+  c.data.manual_dir = config_dict.placeholder(str)
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.crop_size = 0  # center crop before resizing; 0: none
+  c.data.batch_size = 128
+  c.data.binarize = False  # dynamic binarization, a fresh draw at every visit
+  c.data.random_flip = False
+  c.data.num_threads = 1  # grain reader threads per process
+  c.data.eval_split = 'test'
+
+  c.optim = ConfigDict()
+  c.optim.name = 'adam'
+  c.optim.learning_rate = 1e-3
+  c.optim.schedule = 'constant'
+  c.optim.warmup_steps = 0
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0
+  c.optim.momentum = 0.0
+  c.optim.grad_clip = 0.0  # global-norm clip; 0: none
+  c.optim.ema_decay = 0.0  # 0: ema_params follow params
+
+  c.train = ConfigDict()
+  c.train.num_steps = 1000
+  c.train.log_every = 100
+
+  c.checkpoint = ConfigDict()
+  c.checkpoint.every_steps = 1000
+  c.checkpoint.max_to_keep = 3
+
+  c.sample = ConfigDict()
+  c.sample.every_steps = 1000  # 0: no grids during training
+  c.sample.num = 64  # images written by --mode=sample
+  c.sample.grid = 64  # images in the grids written during training
+
+  c.eval = ConfigDict()
+  c.eval.every_steps = 0  # 0: no eval during training
+  c.eval.num_examples = 1000
+  c.eval.batch_size = 100
+  return c
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise UserError(message)
+
+
+def validate(config: ConfigDict) -> None:
+  """Raises a UserError naming the first key whose value is out of range."""
+  _check(bool(config.family), 'family is empty: the config file must set it')
+  _check(bool(config.data.name), 'data.name is empty: the config file must set it')
+  for key in ('data.image_size', 'data.channels', 'data.batch_size', 'train.num_steps',
+              'train.log_every', 'checkpoint.max_to_keep', 'eval.batch_size', 'sample.grid',
+              'sample.num'):
+    value = _get(config, key)
+    _check(value > 0, f'{key}={value}: expected a positive integer')
+  for key in ('checkpoint.every_steps', 'sample.every_steps', 'eval.every_steps',
+              'eval.num_examples', 'data.crop_size', 'data.num_threads', 'optim.grad_clip',
+              'optim.warmup_steps'):
+    value = _get(config, key)
+    _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
+  _check(0.0 <= config.optim.ema_decay < 1.0,
+         f'optim.ema_decay={config.optim.ema_decay}: expected a value in [0, 1)')
+  _check(config.eval.num_examples > 0 or not config.eval.every_steps,
+         f'eval.every_steps={config.eval.every_steps} needs eval.num_examples > 0')
+  examples = config.train.num_steps * config.data.batch_size
+  _check(examples < 2 ** 31,  # example ids are int32 stream positions
+         f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')
+  _check(config.optim.learning_rate > 0,
+         f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
+
+
+def _get(config: ConfigDict, dotted: str):
+  for part in dotted.split('.'):
+    config = config[part]
+  return config
+
+
+def to_json(config: ConfigDict) -> str:
+  """The resolved config as indented JSON."""
+  return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Datasets: tfds builders (offline ones in `builders`), grain pipelines, on-device augmentation."""

@@ -1,0 +1,119 @@
+"""A family mapped onto the device mesh: jitted init, train, eval and sample functions.
+
+Everything that runs on devices for `train`, `eval` and `sample` is built here once, from
+the config, so the modes differ only in their loops.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from gen_jax import parallel
+from gen_jax.data import augment
+from gen_jax.families import Family, get_family
+from gen_jax.parallel import BATCH, REPLICATED
+
+
+class Keys(NamedTuple):
+  """The run's random streams, all derived from `config.seed`.
+
+  Step `s` >= 1 uses fold_in(key(seed), s); the streams that do not change with the step
+  (init, eval, sample grids) come from fold_in(key(seed), 0).
+  """
+  init: jax.Array
+  eval: jax.Array
+  sample: jax.Array
+
+  @staticmethod
+  def from_seed(seed: int) -> 'Keys':
+    return Keys(*jax.random.split(jax.random.fold_in(jax.random.key(seed), 0), 3))
+
+
+def step_key(seed: int, step: jax.Array | int) -> jax.Array:
+  """The key of train step `step` (1-based): fold_in(key(seed), step)."""
+  return jax.random.fold_in(jax.random.key(seed), step)
+
+
+class Experiment(NamedTuple):
+  config: ConfigDict
+  mesh: Mesh
+  family: Family
+  keys: Keys
+  abstract_state: Any  # TrainState of ShapeDtypeStructs, replicated sharding
+  init: Callable[[], Any]
+  train_step: Callable[[Any, dict], tuple[Any, dict]]  # (state, batch) -> (state, metrics)
+  eval_step: Callable[[Any, dict], tuple[dict, jax.Array]]
+  sample: Callable[[Any, jax.Array, jax.Array], jax.Array]
+  # (params, eval batch) -> (model inputs, reconstructions), both [B, H, W, C] in [-1, 1]
+  reconstruct: Callable[[Any, dict], tuple[jax.Array, jax.Array]] | None
+
+
+def build(config: ConfigDict) -> Experiment:
+  """Returns the experiment of `config` on a mesh over all devices."""
+  mesh = parallel.make_mesh()
+  parallel.check_divisible(config.data.batch_size, mesh, 'data.batch_size')
+  parallel.check_divisible(config.eval.batch_size, mesh, 'eval.batch_size')
+  family = get_family(config)
+  keys = Keys.from_seed(config.seed)
+  data = config.data
+  shape = (1, data.image_size, data.image_size, data.channels)
+
+  def init_state():
+    return family.init(keys.init, jnp.zeros(shape, jnp.float32))
+
+  init = jax.jit(init_state, out_shardings=parallel.replicated(mesh))
+  abstract_state = jax.eval_shape(init)
+
+  def train_step(state, batch):
+    data_rng, model_rng = jax.random.split(step_key(config.seed, state.step + 1))
+    image = augment.prepare_images(batch['image'], batch['id'], data_rng,
+                                   binarize=data.binarize, random_flip=data.random_flip)
+    return family.train_step(state, {**batch, 'image': image}, model_rng)
+
+  def eval_images(batch):
+    return augment.prepare_images(batch['image'], batch['id'], keys.eval,
+                                  binarize=data.binarize, random_flip=False)
+
+  def eval_step(state, batch):
+    values = family.eval_step(state, {**batch, 'image': eval_images(batch)}, keys.eval)
+    mask = batch['mask']
+    sums = {k: jnp.sum(v * mask) for k, v in values.items()}
+    return parallel.psum(sums), parallel.psum(jnp.sum(mask))
+
+  reconstruct = None
+  if family.reconstruct is not None:
+    def reconstruct_step(params, batch):
+      images = eval_images(batch)
+      return images, family.reconstruct(params, images)
+
+    reconstruct = parallel.data_parallel(reconstruct_step, mesh, (REPLICATED, BATCH),
+                                         (BATCH, BATCH))
+
+  return Experiment(
+      config=config, mesh=mesh, family=family, keys=keys, abstract_state=abstract_state,
+      init=init,
+      train_step=parallel.data_parallel(train_step, mesh, (REPLICATED, BATCH),
+                                        (REPLICATED, REPLICATED), donate_argnums=(0,)),
+      eval_step=parallel.data_parallel(eval_step, mesh, (REPLICATED, BATCH),
+                                       (REPLICATED, REPLICATED)),
+      sample=parallel.data_parallel(family.sample, mesh, (REPLICATED, REPLICATED, BATCH), BATCH),
+      reconstruct=reconstruct)
+
+
+def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int = 0) -> Any:
+  """Returns `num` samples [num, H, W, C] in [-1, 1] (host numpy) with ids start..start+num-1.
+
+  The ids are padded to a multiple of the device count; each sample's randomness comes
+  from its id, so the images do not depend on the number of devices.
+  """
+  padded = -(-num // exp.mesh.size) * exp.mesh.size
+  ids = jax.device_put(np.arange(start, start + padded, dtype=np.int32),
+                       jax.sharding.NamedSharding(exp.mesh, BATCH))
+  images = multihost_utils.process_allgather(exp.sample(params, rng, ids), tiled=True)
+  return np.asarray(images)[:num]

@@ -1,0 +1,38 @@
+"""Model families: each turns a config into the same five pure functions.
+
+Every function is per-device code: the runner maps it over the 'data' mesh axis, and a
+family reduces across devices with `gen_jax.parallel.pmean` / `psum` where it must.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ml_collections import ConfigDict
+
+from gen_jax.errors import UserError
+
+
+class Family(NamedTuple):
+  """The contract between a family and the trainer.
+
+  init(rng, images [B, H, W, C] in [-1, 1]) -> TrainState
+  train_step(state, batch, rng) -> (state, {name: scalar}), batch = {'image', 'label', 'id'}
+  eval_step(state, batch, rng) -> {name: [b] per-example values}
+  sample(params, rng, ids [n]) -> images [n, H, W, C] in [-1, 1], one key per sample id
+  reconstruct(params, images [b, H, W, C]) -> images, or None where it means nothing
+  """
+  name: str
+  init: Callable[..., Any]
+  train_step: Callable[..., Any]
+  eval_step: Callable[..., Any]
+  sample: Callable[..., Any]
+  reconstruct: Callable[..., Any] | None = None
+
+
+def get_family(config: ConfigDict) -> Family:
+  """Returns the family that `config.family` names, built from `config`."""
+  from gen_jax.families import vae  # pylint: disable=g-import-not-at-top
+  makers = {'vae': vae.make}
+  if config.family not in makers:
+    raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
+  return makers[config.family](config)

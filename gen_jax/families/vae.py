@@ -1,0 +1,127 @@
+"""VAE family: diagonal-Gaussian posterior, N(0, I) prior, Bernoulli or discretized-logistic
+likelihood, analytic KL. All quantities are nats per example (summed over pixels and
+latents, never averaged over pixels); bits/dim divide by H * W * C * ln 2.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from gen_jax import distributions, optim, parallel
+from gen_jax import state as state_lib
+from gen_jax.data.augment import example_keys
+from gen_jax.errors import UserError
+from gen_jax.families import Family
+from gen_jax.models.conv_vae import ConvVAE
+from gen_jax.models.layers import IMPLS
+
+LIKELIHOODS = {'bernoulli': 1, 'logistic': 2}  # decoder outputs per image channel
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+  return x.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def make(config: ConfigDict) -> Family:
+  """Builds the VAE's init / train_step / eval_step / sample / reconstruct from `config`."""
+  m = config.model
+  if not m.channels:
+    raise UserError('model.channels is empty: expected one or more conv widths')
+  if m.conv_impl not in IMPLS:
+    raise UserError(f'model.conv_impl={m.conv_impl!r}: expected one of {IMPLS}')
+  if m.likelihood not in LIKELIHOODS:
+    raise UserError(f'model.likelihood={m.likelihood!r}: expected one of {sorted(LIKELIHOODS)}')
+  if m.likelihood == 'bernoulli' and not config.data.binarize:
+    raise UserError('model.likelihood=bernoulli needs binary data: set data.binarize=True')
+  size, channels = config.data.image_size, config.data.channels
+  if size % 2 ** len(m.channels):
+    raise UserError(f'data.image_size={size} must divide by 2**len(model.channels)='
+                    f'{2 ** len(m.channels)}')
+  model = ConvVAE(tuple(m.channels), m.hidden, m.latent_dim, (size, size, channels),
+                  LIKELIHOODS[m.likelihood], m.conv_impl)
+  tx = optim.make_optimizer(config.optim, config.train.num_steps)
+  num_dims = size * size * channels
+  iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
+  if iw_samples < 0 or iw_chunk <= 0 or iw_samples % iw_chunk:
+    raise UserError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
+                    'iw_samples >= 0 that divides by iw_chunk > 0')
+
+  def log_likelihood(params, x, z):
+    """log p(x | z) per example, [B]."""
+    out = model.apply({'params': params}, z, method=ConvVAE.decode)
+    if m.likelihood == 'bernoulli':
+      ll = distributions.bernoulli_log_likelihood((x + 1.0) / 2.0, out)
+    else:
+      mean, log_scale = jnp.split(out, 2, axis=-1)
+      ll = distributions.discretized_logistic_log_likelihood(x, mean, jnp.clip(log_scale, -7., 7.))
+    return _sum_per_example(ll)
+
+  def mean_image(out):
+    if m.likelihood == 'bernoulli':
+      return jax.nn.sigmoid(out) * 2.0 - 1.0
+    return jnp.clip(jnp.split(out, 2, axis=-1)[0], -1.0, 1.0)
+
+  def elbo_terms(params, x, keys):
+    """Per-example log p(x|z), KL and ELBO with one reparameterized z, each [B]."""
+    mean, logvar = model.apply({'params': params}, x, method=ConvVAE.encode)
+    eps = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(keys)
+    z = mean + jnp.exp(0.5 * logvar) * eps
+    log_px = log_likelihood(params, x, z)
+    kl = distributions.kl_to_standard_normal(mean, logvar).sum(axis=1)
+    return {'recon': -log_px, 'kl': kl, 'elbo': log_px - kl}
+
+  def iw_nll(params, x, keys):
+    """-log (1/K sum_k p(x, z_k) / q(z_k | x)), z_k ~ q(z | x), K = eval.iw_samples: [B]."""
+    mean, logvar = model.apply({'params': params}, x, method=ConvVAE.encode)
+    eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1),
+                                               (iw_samples, m.latent_dim)))(keys)
+    eps = eps.reshape(x.shape[0], iw_samples // iw_chunk, iw_chunk, m.latent_dim)
+
+    def chunk_log_weights(eps_chunk):  # [B, chunk, L] -> [B, chunk]
+      z = mean[:, None] + jnp.exp(0.5 * logvar)[:, None] * eps_chunk
+      x_rep = jnp.repeat(x, iw_chunk, axis=0)
+      log_px = log_likelihood(params, x_rep, z.reshape(-1, m.latent_dim))
+      log_pz = distributions.gaussian_log_density(z, 0.0, 0.0).sum(-1)
+      log_qz = distributions.gaussian_log_density(z, mean[:, None], logvar[:, None]).sum(-1)
+      return log_px.reshape(z.shape[:2]) + log_pz - log_qz
+
+    log_w = jax.lax.map(chunk_log_weights, eps.transpose(1, 0, 2, 3))  # [chunks, B, chunk]
+    log_w = log_w.transpose(1, 0, 2).reshape(x.shape[0], iw_samples)
+    return -(jax.nn.logsumexp(log_w, axis=1) - np.log(iw_samples))
+
+  def init(rng, images):
+    params = model.init(rng, images[:1])['params']
+    return state_lib.create(params, tx)
+
+  def train_step(state, batch, rng):
+    keys = example_keys(rng, batch['id'])
+
+    def loss_fn(params):
+      terms = elbo_terms(params, batch['image'], keys)
+      loss = jnp.mean(terms['recon'] + config.loss.beta * terms['kl'])
+      return parallel.pmean(loss), terms
+
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state, norms = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
+    metrics = parallel.pmean({k: jnp.mean(v) for k, v in terms.items()})
+    metrics['bpd'] = -metrics['elbo'] / (num_dims * np.log(2))
+    return state, {'loss': loss, **metrics, **norms}
+
+  def eval_step(state, batch, rng):
+    keys = example_keys(rng, batch['id'])
+    terms = elbo_terms(state.ema_params, batch['image'], keys)
+    terms['bpd'] = -terms['elbo'] / (num_dims * np.log(2))
+    if iw_samples:
+      terms['nll_iw'] = iw_nll(state.ema_params, batch['image'], keys)
+      terms['nll_bpd'] = terms['nll_iw'] / (num_dims * np.log(2))
+    return terms
+
+  def sample(params, rng, ids):
+    z = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(example_keys(rng, ids))
+    return mean_image(model.apply({'params': params}, z, method=ConvVAE.decode))
+
+  def reconstruct(params, images):
+    return mean_image(model.apply({'params': params}, images))
+
+  return Family('vae', init, train_step, eval_step, sample, reconstruct)

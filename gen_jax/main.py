@@ -1,0 +1,59 @@
+"""The gen_jax command line: one config, one workdir, four modes.
+
+  python -m gen_jax.main --config=configs/NAME.py --workdir=DIR \
+      [--mode=train|eval|sample|summary] [--config.KEY=VALUE ...]
+
+A thin layer over importable functions (`gen_jax.train`, `gen_jax.modes`): bad input of
+any kind ends in one line on stderr and a non-zero exit status.
+"""
+
+import logging as std_logging
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax.errors import UserError
+
+MODES = ('train', 'eval', 'sample', 'summary')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
+_MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do with the config.')
+
+
+def fail(message: str, status: int = 1) -> None:
+  print(f'gen_jax: error: {message}', file=sys.stderr)
+  sys.exit(status)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags, turning a bad flag or config override into one line on stderr."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(' '.join(str(e).split()), status=2)
+  except Exception as e:  # config files raise anything while loading
+    fail(f'--config: {type(e).__name__}: {" ".join(str(e).split())}', status=2)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f'unexpected arguments {argv[1:]}', status=2)
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    fail('--config and --workdir are required', status=2)
+  if not flags.FLAGS['verbosity'].present:  # keep orbax's and tfds's INFO lines out
+    logging.set_verbosity(logging.WARNING)
+  std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
+  from gen_jax import modes, train  # pylint: disable=g-import-not-at-top
+  run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
+         'sample': modes.sample, 'summary': modes.summary}[_MODE.value]
+  try:
+    run(_CONFIG.value, _WORKDIR.value)
+  except UserError as e:
+    fail(str(e))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

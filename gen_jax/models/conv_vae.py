@@ -1,0 +1,74 @@
+"""Convolutional VAE: stride-2 conv encoder to a diagonal Gaussian, mirrored decoder."""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from gen_jax.models.layers import Conv2x
+
+
+class Encoder(nn.Module):
+  """Images [B, H, W, C] -> (mean, logvar) of q(z | x), each [B, latent_dim]."""
+  channels: Sequence[int]
+  hidden: int
+  latent_dim: int
+  conv_impl: str = 'stride1'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    for features in self.channels:
+      x = nn.silu(Conv2x(features, impl=self.conv_impl)(x))
+    x = x.reshape(x.shape[0], -1)
+    if self.hidden:
+      x = nn.silu(nn.Dense(self.hidden)(x))
+    mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim)(x), 2, axis=-1)
+    return mean, logvar
+
+
+class Decoder(nn.Module):
+  """Latents [B, latent_dim] -> per-pixel parameters [B, H, W, C * params_per_channel]."""
+  channels: Sequence[int]
+  hidden: int
+  image_shape: tuple[int, int, int]
+  params_per_channel: int
+  conv_impl: str = 'stride1'
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    height, width, channels = self.image_shape
+    scale = 2 ** len(self.channels)
+    h, w = height // scale, width // scale
+    if self.hidden:
+      z = nn.silu(nn.Dense(self.hidden)(z))
+    x = nn.silu(nn.Dense(h * w * self.channels[-1])(z)).reshape(-1, h, w, self.channels[-1])
+    for features in reversed(self.channels[:-1]):
+      x = nn.silu(Conv2x(features, up=True, impl=self.conv_impl)(x))
+    return Conv2x(channels * self.params_per_channel, up=True, impl=self.conv_impl)(x)
+
+
+class ConvVAE(nn.Module):
+  """Encoder and decoder under the names 'encoder' and 'decoder'."""
+  channels: Sequence[int]
+  hidden: int
+  latent_dim: int
+  image_shape: tuple[int, int, int]
+  params_per_channel: int
+  conv_impl: str = 'stride1'
+
+  def setup(self):
+    self.encoder = Encoder(self.channels, self.hidden, self.latent_dim, self.conv_impl)
+    self.decoder = Decoder(self.channels, self.hidden, self.image_shape,
+                           self.params_per_channel, self.conv_impl)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Decodes the posterior mean; used to initialise both networks."""
+    mean, _ = self.encoder(x)
+    return self.decoder(mean)
+
+  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return self.decoder(z)

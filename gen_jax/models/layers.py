@@ -1,0 +1,90 @@
+"""Stride-2 convolutions with a choice of implementation and the same parameters.
+
+`impl='xla'` calls `lax.conv_general_dilated` / `lax.conv_transpose` exactly as `nn.Conv` /
+`nn.ConvTranspose` do (kernel 4, stride 2, 'SAME'). `impl='stride1'` computes the same
+function with stride-1 convolutions only, which XLA:CPU runs several times faster than
+its strided and lhs-dilated ("transposed") convolutions, forward and backward:
+
+* stride-2 conv: pad by 1, space-to-depth by 2, then a 2x2 stride-1 conv over 4x the
+  channels whose kernel is the 4x4 kernel regrouped by tap parity;
+* stride-2 transposed conv: one 2x2 stride-1 conv of the 1-padded input into 4x the
+  output channels (output phase (r, c) uses taps (2i + r, 2j + c)), then depth-to-space.
+
+Both hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] initialised as `nn.Conv`'s, so a
+checkpoint trained with one implementation runs with the other.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+IMPLS = ('xla', 'stride1')
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMS)
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """[N, 2H, 2W, C] -> [N, H, W, 4C], channels ordered (row parity, column parity, C)."""
+  n, h, w, c = x.shape
+  x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+  """[N, H, W, 4C] (channels ordered (row parity, column parity, C)) -> [N, 2H, 2W, C]."""
+  n, h, w, c4 = x.shape
+  x = x.reshape(n, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, 2 * h, 2 * w, c4 // 4)
+
+
+def _by_parity(kernel: jax.Array) -> jax.Array:
+  """[4, 4, I, O] -> [2 (i), 2 (j), 2 (row parity), 2 (column parity), I, O]: tap (2i+r, 2j+c)."""
+  return kernel.reshape(2, 2, 2, 2, *kernel.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
+
+
+def conv_down_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Equals a stride-2 'SAME' conv with the 4x4 `kernel` on even-sized `x`: [N, H/2, W/2, O]."""
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f'stride1 conv needs even height and width, got {x.shape[1:3]}')
+  _, _, i, o = kernel.shape
+  k = _by_parity(kernel).reshape(2, 2, 4 * i, o)
+  x = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
+  return _conv(x, k, 'VALID')
+
+
+def conv_up_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Equals flax's stride-2 'SAME' transposed conv with the 4x4 `kernel`: [N, 2H, 2W, O]."""
+  _, h, w, _ = x.shape
+  _, _, i, o = kernel.shape
+  k = _by_parity(kernel).transpose(0, 1, 4, 2, 3, 5).reshape(2, 2, i, 4 * o)
+  y = _conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, 'VALID')  # [N, H+1, W+1, 4O]
+  y = y.reshape(*y.shape[:3], 2, 2, o)
+  phases = jnp.stack([jnp.stack([y[:, r:r + h, c:c + w, r, c] for c in (0, 1)], axis=3)
+                      for r in (0, 1)], axis=3)  # [N, H, W, 2, 2, O]
+  return depth_to_space(phases.reshape(*phases.shape[:3], 4 * o))
+
+
+class Conv2x(nn.Module):
+  """A 4x4 conv that halves (`up=False`) or doubles (`up=True`) the spatial size."""
+  features: int
+  up: bool = False
+  impl: str = 'stride1'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.impl not in IMPLS:
+      raise ValueError(f'conv impl {self.impl!r}: expected one of {IMPLS}')
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    if self.impl == 'stride1':
+      y = conv_up_stride1(x, kernel) if self.up else conv_down_stride1(x, kernel)
+    elif self.up:
+      y = lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
+    else:
+      y = lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
+    return y + bias

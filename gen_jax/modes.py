@@ -1,0 +1,95 @@
+"""The modes besides training: eval, sample and summary of a config in a workdir."""
+
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from gen_jax import config_lib, evaluate, images
+from gen_jax import experiment as experiment_lib
+from gen_jax.checkpoint import Checkpointer
+from gen_jax.errors import UserError
+from gen_jax.metric_writer import MetricWriter
+
+log = logging.getLogger(__name__)
+
+
+def restore_latest(exp: experiment_lib.Experiment, workdir: str) -> tuple[Any, int]:
+  """Returns (state, step) of the newest checkpoint in `workdir`; a UserError if none."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    raise UserError(f'no checkpoint in {directory}: run --mode=train first')
+  checkpointer = Checkpointer(directory, read_only=True)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise UserError(f'no checkpoint in {checkpointer.directory}: run --mode=train first')
+  checkpointer.check_compatible(step, exp.abstract_state, exp.family.name)
+  state, _ = checkpointer.restore(step, exp.abstract_state)
+  checkpointer.close()
+  return state, step
+
+
+def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint; writes eval/step_N.json and an eval metrics line."""
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  state, step = restore_latest(exp, workdir)
+  metrics = evaluate.evaluate(exp, state)
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump({'step': step, 'split': config.data.eval_split, **metrics}, f, indent=2)
+    writer = MetricWriter(workdir, is_primary=True)
+    writer.write_scalars(step, 'eval', metrics)
+    writer.close()
+  log.info('Eval of step %d: %s', step, metrics)
+  return metrics
+
+
+def sample(config: ConfigDict, workdir: str) -> np.ndarray:
+  """Writes `sample.num` samples of the latest checkpoint (EMA params) to samples/samples.npz.
+
+  Returns: uint8 [sample.num, H, W, C].
+  """
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  state, step = restore_latest(exp, workdir)
+  batch = config.eval.batch_size
+  chunks = [experiment_lib.generate(exp, state.ema_params, exp.keys.sample,
+                                    min(batch, config.sample.num - start), start)
+            for start in range(0, config.sample.num, batch)]
+  result = images.to_uint8(np.concatenate(chunks))
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+    np.savez(os.path.join(workdir, 'samples', 'samples.npz'), images=result)
+  log.info('Wrote %d samples of step %d to %s/samples/samples.npz.', len(result), step,
+               workdir)
+  return result
+
+
+def summary(config: ConfigDict, workdir: str) -> dict:
+  """Prints the parameter shapes (from `jax.eval_shape`, nothing computed) and writes
+  summary.json: {"num_params": total, "networks": {top-level name: count}}."""
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  params = exp.abstract_state.params
+  rows = [(jax.tree_util.keystr(path, simple=True, separator='/'), leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
+  networks = {name: sum(math.prod(x.shape) for x in jax.tree.leaves(sub))
+              for name, sub in params.items()}
+  result = {'num_params': sum(networks.values()), 'networks': networks}
+  width = max(len(name) for name, _ in rows)
+  lines = [f'{name:<{width}}  {str(shape):<20} {math.prod(shape):>12,}' for name, shape in rows]
+  lines += [f'{"total":<{width}}  {"":<20} {result["num_params"]:>12,}']
+  if jax.process_index() == 0:
+    print('\n'.join(lines))
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(result, f, indent=2)
+  return result

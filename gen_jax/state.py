@@ -1,0 +1,48 @@
+"""The one train state of every family, and its parameter update with EMA."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a run needs to continue: all of it is checkpointed.
+
+  Attributes:
+    step: int32 scalar, optimizer steps taken.
+    params: the trainable parameters (a GAN: {'generator': ..., 'discriminator': ...}).
+    opt_state: optax state, the same sub-tree layout as the optimizers.
+    ema_params: exponential moving average of `params`, used for sampling and eval.
+    model_state: non-trainable collections (BatchNorm statistics, ...); {} when none.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  ema_params: Any
+  model_state: Any
+
+
+def create(params: Any, tx: optax.GradientTransformation, model_state: Any = None) -> TrainState:
+  """Returns the state at step 0: EMA equal to `params`, fresh optimizer state."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    ema_params=params, model_state={} if model_state is None else model_state)
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+  """Returns decay * ema + (1 - decay) * params, leaf by leaf (decay 0: params)."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def apply_gradients(state: TrainState, grads: Any, tx: optax.GradientTransformation,
+                    ema_decay: float) -> tuple[TrainState, dict[str, jax.Array]]:
+  """Returns the state one step on, and the l2 norms of grads, updates and new params."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            ema_params=ema_update(state.ema_params, params, ema_decay))
+  norms = {'grad_norm': optax.global_norm(grads), 'update_norm': optax.global_norm(updates),
+           'param_norm': optax.global_norm(params)}
+  return new_state, norms

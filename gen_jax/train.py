@@ -1,0 +1,161 @@
+"""The one training loop of every family: log, sample, evaluate and checkpoint on cadence.
+
+Reads top to bottom: setup and checks, state (restored or new), the loop, the hooks.
+"""
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from ml_collections import ConfigDict
+
+from gen_jax import config_lib, evaluate, parallel
+from gen_jax import experiment as experiment_lib
+from gen_jax.checkpoint import Checkpointer
+from gen_jax.data import pipeline
+from gen_jax.errors import UserError
+from gen_jax.metric_writer import MetricWriter
+
+log = logging.getLogger(__name__)
+
+
+def _format_seconds(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def write_config(config: ConfigDict, workdir: str) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config_lib.to_json(config))
+
+
+def check_finite(pending: list[tuple[int, dict]], last_checkpoint: int | None) -> None:
+  """Raises a UserError naming the first step in `pending` with a non-finite metric (the loss,
+  or the norms of gradients and new parameters), so no non-finite state is ever saved."""
+  for step, metrics in zip([s for s, _ in pending], parallel.host_values([m for _, m in pending])):
+    bad = [name for name, value in metrics.items() if not np.isfinite(value)]
+    if bad:
+      kept = (f'the last good checkpoint (step {last_checkpoint}) is kept'
+              if last_checkpoint is not None else 'no checkpoint was written')
+      raise UserError(f'non-finite {bad[0]} ({float(metrics[bad[0]])}) at step {step}; '
+                      f'training stopped and {kept}. Lower optim.learning_rate or set '
+                      'optim.grad_clip')
+
+
+def check_batch(batch: dict[str, np.ndarray], config: ConfigDict) -> None:
+  expected = (config.data.image_size, config.data.image_size, config.data.channels)
+  if batch['image'].shape[1:] != expected:
+    raise UserError(f'dataset {config.data.name!r} gives images of shape '
+                    f'{batch["image"].shape[1:]}, but the config expects {expected} '
+                    '(data.image_size, data.image_size, data.channels)')
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+  # ---------------------------------------------------------------- setup and checks
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
+                                      jax.process_count())
+  if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct):
+    pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
+  directory = os.path.join(workdir, 'checkpoints')
+  latest = None
+  if os.path.isdir(directory):
+    reader = Checkpointer(directory, read_only=True)
+    latest = reader.latest_step()
+    if latest is not None:
+      reader.check_compatible(latest, exp.abstract_state, exp.family.name, config)
+  # Every check passed: only now is anything written to the workdir.
+  os.makedirs(workdir, exist_ok=True)
+  write_config(config, workdir)
+  checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
+  writer = None
+  try:
+    # -------------------------------------------------------------- state
+    if latest is not None:
+      state, data_state = checkpointer.restore(latest, exp.abstract_state)
+      data_iter.set_state(data_state)
+      log.info('Resumed from %s/%d.', checkpointer.directory, latest)
+    else:
+      state = exp.init()
+    start = int(parallel.host_values(state.step))
+    writer = MetricWriter(workdir, jax.process_index() == 0, resume_step=start)
+    num_steps = config.train.num_steps
+    log.info('Training %s on %d devices (%d processes) from step %d to %d.',
+             exp.family.name, exp.mesh.size, jax.process_count(), start, num_steps)
+
+    # -------------------------------------------------------------- loop
+    pending: list[tuple[int, dict]] = []  # metrics not yet checked for NaN
+    last_checkpoint = latest
+    loop_start = window_start = time.perf_counter()
+    window_steps = 0
+    for step in range(start + 1, num_steps + 1):
+      local_batch = next(data_iter)
+      if step == start + 1:
+        check_batch(local_batch, config)
+      state, metrics = exp.train_step(state, parallel.shard_batch(local_batch, exp.mesh))
+      pending.append((step, metrics))
+      window_steps += 1
+      if step == start + 1:
+        jax.block_until_ready(metrics)
+        log.info('First step (compilation included) took %.1f s.', time.perf_counter() - loop_start)
+
+      is_last = step == num_steps
+      log_now = due(step, config.train.log_every, is_last)
+      save_now = is_last or due(step, config.checkpoint.every_steps, False)
+      sample_now = due(step, config.sample.every_steps, is_last)
+      eval_now = due(step, config.eval.every_steps, is_last)
+      if log_now or save_now or sample_now or eval_now:
+        check_finite(pending, last_checkpoint)
+        pending = []
+      if log_now:
+        now = time.perf_counter()
+        steps_per_sec = window_steps / max(now - window_start, 1e-9)
+        scalars = {k: float(v) for k, v in parallel.host_values(metrics).items()}
+        writer.write_scalars(step, 'train', scalars | {'steps_per_sec': steps_per_sec})
+        eta = (num_steps - step) * (now - loop_start) / (step - start)
+        log.info('step %d/%d | loss %.4f | %.2f steps/s | ETA %s', step, num_steps,
+                 scalars['loss'], steps_per_sec, _format_seconds(eta))
+        window_start, window_steps = now, 0
+      # Hooks run before the save, so a run killed after it has written everything of the step.
+      if sample_now:
+        write_samples(exp, state, writer, step)
+      if eval_now:
+        writer.write_scalars(step, 'eval', evaluate.evaluate(exp, state))
+      if save_now:
+        checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
+        last_checkpoint = step
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    if writer is not None:
+      writer.close()
+  return state
+
+
+def due(step: int, every: int, is_last: bool) -> bool:
+  """Whether a hook with cadence `every` (0: never) runs at `step`; enabled hooks also run
+  at the last step."""
+  return bool(every) and (step % every == 0 or is_last)
+
+
+def write_samples(exp: experiment_lib.Experiment, state: Any, writer: MetricWriter,
+                  step: int) -> None:
+  """Writes a grid of samples (EMA params, fixed keys) and, if the family has one, of
+  test images beside their reconstructions."""
+  images = experiment_lib.generate(exp, state.ema_params, exp.keys.sample, exp.config.sample.grid)
+  writer.write_grid(step, 'samples', images)
+  if exp.reconstruct is not None:
+    batch = parallel.shard_batch(evaluate.first_eval_batch(exp), exp.mesh)
+    originals, recon = (np.asarray(multihost_utils.process_allgather(x, tiled=True))
+                        for x in exp.reconstruct(state.ema_params, batch))
+    pairs = np.stack([originals, recon], axis=1).reshape(-1, *recon.shape[1:])
+    writer.write_grid(step, 'reconstructions', pairs[:2 * (exp.config.sample.grid // 2)])
+

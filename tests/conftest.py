@@ -1,0 +1,83 @@
+"""Shared fixtures: the offline data folders and a runner for the gen_jax CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import gen_jax  # noqa: F401  (XLA flags before jax starts)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST_DIR = os.environ.get('GEN_JAX_MNIST_DIR',
+                           os.path.join(os.path.dirname(REPO), 'shared', 'data', 'mnist'))
+
+
+@pytest.fixture(scope='session')
+def mnist_dir() -> str:
+  """The four MNIST idx files (../shared/data/mnist beside the checkout, or $GEN_JAX_MNIST_DIR)."""
+  if not os.path.exists(os.path.join(MNIST_DIR, 'train-images-idx3-ubyte.gz')):
+    pytest.fail(f'MNIST idx files not found in {MNIST_DIR}; set GEN_JAX_MNIST_DIR')
+  return MNIST_DIR
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory) -> str:
+  """A tfds data_dir shared by the whole session, so each dataset is prepared once."""
+  return str(tmp_path_factory.mktemp('tensorflow_datasets'))
+
+
+def run_cli(*args: str, devices: int = 1, timeout: float = 600,
+            check: bool = True) -> subprocess.CompletedProcess:
+  """Runs `python -m gen_jax.main ARGS` in a fresh process on `devices` fake CPU devices."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  result = subprocess.run([sys.executable, '-m', 'gen_jax.main', *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f'gen_jax.main {" ".join(args)} failed:\n{result.stderr[-4000:]}')
+  return result
+
+
+def read_metrics(workdir: str, split: str = 'train') -> list[dict]:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r for r in map(json.loads, f) if r['split'] == split]
+
+
+def digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
+  """CLI arguments of a small, fast VAE run on digits (8x8, batch 16)."""
+  return ['--config=configs/vae_digits.py', f'--workdir={workdir}',
+          f'--config.data.data_dir={tfds_dir}', '--config.data.image_size=8',
+          '--config.data.batch_size=16', '--config.model.hidden=32',
+          '--config.model.channels=(8,16)', '--config.eval.num_examples=32',
+          '--config.eval.batch_size=16', '--config.eval.iw_samples=8',
+          '--config.eval.iw_chunk=4', '--config.sample.grid=16', *overrides]
+
+
+def run_experiment(workdir: str):
+  """The Experiment of a run, built from its own config.json."""
+  from ml_collections import ConfigDict
+
+  from gen_jax import experiment
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return experiment.build(ConfigDict(json.load(f)))
+
+
+def restore_run(workdir: str):
+  """Returns (state, step) of the latest checkpoint of the run in `workdir`."""
+  from gen_jax import modes
+  return modes.restore_latest(run_experiment(workdir), workdir)
+
+
+def read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def flat_params(state):
+  """All parameters of `state` as one float64 vector."""
+  import jax
+  import numpy as np
+  leaves = jax.tree.leaves(state.params)
+  return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in leaves])

@@ -1,0 +1,135 @@
+"""The CLI contract: the four modes' outputs, and one clear line for each kind of bad input."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tests.conftest import digits_args, read_json, read_metrics, restore_run, run_cli
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tfds_dir):
+  """A short digits run: 40 steps, checkpoints at 20 and 40, grids and eval at 40."""
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  args = digits_args(workdir, tfds_dir, '--config.train.num_steps=40',
+                     '--config.train.log_every=10', '--config.checkpoint.every_steps=20',
+                     '--config.sample.every_steps=40', '--config.eval.every_steps=40')
+  run_cli(*args)
+  return workdir, args
+
+
+def snapshot(workdir):
+  """{path: (size, mtime)} of every file under `workdir`."""
+  return {os.path.join(root, name): (os.stat(os.path.join(root, name)).st_size,
+                                     os.stat(os.path.join(root, name)).st_mtime_ns)
+          for root, _, names in os.walk(workdir) for name in names}
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert 'Traceback' not in result.stderr, result.stderr
+  assert lines[-1].startswith('gen_jax: error: '), result.stderr
+  for fragment in fragments:
+    assert fragment in lines[-1], lines[-1]
+
+
+def test_train_writes_the_workdir_contract(trained):
+  workdir, _ = trained
+  config = read_json(os.path.join(workdir, 'config.json'))
+  assert config['train']['num_steps'] == 40 and config['data']['image_size'] == 8
+  train = read_metrics(workdir)
+  assert [r['step'] for r in train] == [10, 20, 30, 40]
+  assert {'loss', 'elbo', 'kl', 'recon', 'bpd', 'grad_norm', 'steps_per_sec'} <= set(train[0])
+  (evaluation,) = read_metrics(workdir, 'eval')
+  assert evaluation['step'] == 40 and evaluation['num_examples'] == 32
+  assert all(np.isfinite(evaluation[k]) for k in ('elbo', 'nll_iw', 'kl', 'bpd', 'nll_bpd'))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['20', '40']
+  samples = os.listdir(os.path.join(workdir, 'samples'))
+  assert 'step_0000040.png' in samples and 'reconstructions_step_0000040.png' in samples
+  assert any(name.startswith('events.out.tfevents')
+             for name in os.listdir(os.path.join(workdir, 'tensorboard')))
+
+
+def test_summary_counts_parameters_from_shapes(trained, tmp_path, tfds_dir):
+  workdir, args = trained
+  out = str(tmp_path / 'summary')
+  result = run_cli(*[a if not a.startswith('--workdir') else f'--workdir={out}' for a in args],
+                   '--mode=summary')
+  summary = read_json(os.path.join(out, 'summary.json'))
+  state, _ = restore_run(workdir)
+  sizes = {name: sum(np.size(x) for x in jax.tree.leaves(sub))
+           for name, sub in state.params.items()}
+  assert summary == {'num_params': sum(sizes.values()), 'networks': sizes}
+  assert f'{summary["num_params"]:,}' in result.stdout
+
+
+def test_sample_mode_writes_uint8_images(trained):
+  workdir, args = trained
+  run_cli(*args, '--mode=sample', '--config.sample.num=37')
+  images = np.load(os.path.join(workdir, 'samples', 'samples.npz'))['images']
+  assert images.shape == (37, 8, 8, 1) and images.dtype == np.uint8
+  assert images.std() > 0
+
+
+def test_eval_mode_matches_the_in_training_eval(trained):
+  workdir, args = trained
+  run_cli(*args, '--mode=eval')
+  result = read_json(os.path.join(workdir, 'eval', 'step_0000040.json'))
+  in_training = read_metrics(workdir, 'eval')[0]
+  for key in ('elbo', 'nll_iw', 'kl', 'bpd', 'nll_bpd'):
+    assert result[key] == pytest.approx(in_training[key], rel=1e-6)
+
+
+@pytest.mark.parametrize('override,fragments,status', [
+    ('--config.train.num_stepz=5', ['num_stepz'], 2),
+    ('--config.train.num_steps=many', ['num_steps', 'many'], 2),
+    ('--config.data.name=no_such_data', ["unknown dataset data.name='no_such_data'"], 1),
+    ('--config.data.batch_size=0', ['data.batch_size=0'], 1),
+    ('--mode=fly', ['fly'], 2),
+])
+def test_bad_flags_and_values(tmp_path, tfds_dir, override, fragments, status):
+  workdir = str(tmp_path / 'run')
+  result = run_cli(*digits_args(workdir, tfds_dir, override), check=False)
+  assert_one_line_error(result, *fragments)
+  assert result.returncode == status
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_batch_size_must_divide_the_devices(tmp_path, tfds_dir):
+  result = run_cli(*digits_args(str(tmp_path / 'run'), tfds_dir, '--config.data.batch_size=12'),
+                   devices=8, check=False)
+  assert_one_line_error(result, 'data.batch_size=12', 'device count 8')
+
+
+def test_missing_manual_dir(tmp_path, tfds_dir):
+  base = ['--config=configs/vae_mnist.py', f'--workdir={tmp_path / "run"}',
+          f'--config.data.data_dir={tmp_path / "tfds"}']
+  assert_one_line_error(run_cli(*base, check=False), 'needs data.manual_dir')
+  result = run_cli(*base, f'--config.data.manual_dir={tmp_path / "nowhere"}', check=False)
+  assert_one_line_error(result, 'is not a directory')
+
+
+def test_workdir_of_another_model_is_refused_and_kept(trained):
+  workdir, args = trained
+  before = snapshot(workdir)
+  result = run_cli(*args, '--config.model.latent_dim=8', check=False)
+  assert_one_line_error(result, 'different model', 'encoder', 'use another --workdir')
+  assert snapshot(workdir) == before
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  common = ['--config.checkpoint.every_steps=10', '--config.train.log_every=5',
+            '--config.sample.every_steps=0', '--config.eval.every_steps=0']
+  run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=20', *common))
+  result = run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=60',
+                                '--config.optim.learning_rate=1e30', *common), check=False)
+  assert_one_line_error(result, 'non-finite ', 'last good checkpoint (step 20)')
+  bad_step = int(result.stderr.split(' at step ')[1].split(';')[0])
+  assert 20 < bad_step <= 30
+  state, step = restore_run(workdir)
+  assert step == 20
+  assert np.all(np.isfinite(np.concatenate([np.ravel(x) for x in jax.tree.leaves(state)])))

@@ -1,0 +1,28 @@
+"""1 device and 8 devices train to the same parameters, with SGD (no normalisation that could
+hide a wrong gradient scale) and with Adam, with binarization and flips drawn per example."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import digits_args, flat_params, restore_run, run_cli, run_experiment
+
+
+@pytest.mark.parametrize('optimizer,lr', [('sgd', '0.05'), ('adam', '0.001')])
+def test_one_and_eight_devices_agree(tmp_path, tfds_dir, optimizer, lr):
+  params = {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / f'devices{devices}')
+    run_cli(*digits_args(workdir, tfds_dir, f'--config.optim.name={optimizer}',
+                         f'--config.optim.learning_rate={lr}', '--config.train.num_steps=20',
+                         '--config.data.batch_size=32', '--config.sample.every_steps=0',
+                         '--config.eval.every_steps=0', '--config.data.random_flip=True',
+                         '--config.data.binarize=True', '--config.model.likelihood=bernoulli'),
+            devices=devices)
+    state, step = restore_run(workdir)
+    assert step == 20
+    params[devices] = flat_params(state)
+  relative = np.linalg.norm(params[1] - params[8]) / np.linalg.norm(params[1])
+  assert relative <= 1e-5, f'1 vs 8 devices differ by {relative:.2e} (relative l2)'
+  # Training moved the parameters far more than the runs differ: the check is not vacuous.
+  initial = flat_params(run_experiment(workdir).init())
+  assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])
