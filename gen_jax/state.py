@@ -43,6 +43,6 @@ def apply_gradients(state: TrainState, grads: Any, tx: optax.GradientTransformat
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema_update(state.ema_params, params, ema_decay))
-  norms = {'grad_norm': optax.global_norm(grads), 'update_norm': optax.global_norm(updates),
-           'param_norm': optax.global_norm(params)}
+  norms = {'grad_norm': optax.tree.norm(grads), 'update_norm': optax.tree.norm(updates),
+           'param_norm': optax.tree.norm(params)}
   return new_state, norms

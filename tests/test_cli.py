@@ -116,7 +116,8 @@ def test_workdir_of_another_model_is_refused_and_kept(trained):
   workdir, args = trained
   before = snapshot(workdir)
   result = run_cli(*args, '--config.model.latent_dim=8', check=False)
-  assert_one_line_error(result, 'different model', 'encoder', 'use another --workdir')
+  assert_one_line_error(result, 'different model', 'params/decoder/Dense_0/kernel',
+                        'use another --workdir')
   assert snapshot(workdir) == before
 
 

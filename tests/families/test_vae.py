@@ -31,7 +31,7 @@ def tiny_config(tfds_dir, **model):
   config.data.data_dir = tfds_dir
   config.data.image_size = 8
   config.data.batch_size = 16
-  config.model.update(dict(channels=(8, 16), hidden=32, **model))
+  config.model.update({'channels': (8, 16), 'hidden': 32, **model})
   return config
 
 
