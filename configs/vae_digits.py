@@ -1,10 +1,12 @@
-"""VAE on scikit-learn's 8x8 digits (resized to 16x16): the Quickstart, offline anywhere.
+"""VAE on scikit-learn's 8x8 digits: the Quickstart, offline anywhere.
 
-  python -m gen_jax.main --config=configs/vae_digits.py --workdir=/tmp/vae_digits
+  python -m gen_jax.main --config=configs/vae_digits.py --workdir=runs/vae_digits
 
-Runtime: about 2 minutes on 2 CPU cores (3,000 steps of batch 64).
-Expected: a sample grid of recognisable digits in /tmp/vae_digits/samples/; test
--ELBO about ... nats (discretized logistic likelihood, 16x16x1 pixels).
+Data: 1,500 train / 297 test digits (16 grey levels scaled to 0..255), discretized-logistic
+likelihood on [-1, 1]. Runtime: about 40 s on 2 CPU cores (2,000 steps of batch 64, ~150
+steps/s, plus four evaluations). Expected: sample grids of recognisable 8x8 digits in
+runs/vae_digits/samples/, and a test NLL (importance-weighted, k=100, all 297 test digits)
+of about 157 nats (3.5 bits/dim) at step 2,000; longer training overfits 1,500 digits.
 """
 
 from gen_jax.config_lib import base_config
@@ -14,20 +16,20 @@ def get_config():
   config = base_config()
   config.family = 'vae'
   config.data.name = 'digits'
-  config.data.image_size = 16
+  config.data.image_size = 8
   config.data.batch_size = 64
 
-  config.model = dict(channels=(32, 64), hidden=256, latent_dim=16, likelihood='logistic',
+  config.model = dict(channels=(32, 64), hidden=128, latent_dim=8, likelihood='logistic',
                       conv_impl='stride1')
   config.loss = dict(beta=1.0)
   config.optim.learning_rate = 1e-3
   config.optim.ema_decay = 0.99
 
-  config.train.num_steps = 3000
+  config.train.num_steps = 2000
   config.train.log_every = 100
-  config.checkpoint.every_steps = 1000
-  config.sample.every_steps = 1000
-  config.eval.every_steps = 1000
+  config.checkpoint.every_steps = 500
+  config.sample.every_steps = 500
+  config.eval.every_steps = 500
   config.eval.num_examples = 297
   config.eval.batch_size = 99
   config.eval.iw_samples = 100
