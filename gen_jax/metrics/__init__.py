@@ -1,0 +1,1 @@
+"""Sample-quality metrics on feature vectors: pure numpy in float64, no model inside."""
