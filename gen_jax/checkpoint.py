@@ -121,3 +121,17 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def restore_latest(workdir: str, abstract_state: Any, family: str) -> tuple[Any, int]:
+  """Returns (state, step) of the newest checkpoint in `workdir`/checkpoints, opened
+  read-only; a UserError if there is none or it belongs to another model."""
+  directory = os.path.join(workdir, 'checkpoints')
+  checkpointer = Checkpointer(directory, read_only=True) if os.path.isdir(directory) else None
+  step = checkpointer and checkpointer.latest_step()
+  if step is None:
+    raise UserError(f'no checkpoint in {directory}: run --mode=train first')
+  checkpointer.check_compatible(step, abstract_state, family)
+  state, _ = checkpointer.restore(step, abstract_state)
+  checkpointer.close()
+  return state, step

@@ -49,7 +49,7 @@ class Experiment(NamedTuple):
   init: Callable[[], Any]
   train_step: Callable[[Any, dict], tuple[Any, dict]]  # (state, batch) -> (state, metrics)
   eval_step: Callable[[Any, dict], tuple[dict, jax.Array]]
-  sample: Callable[[Any, jax.Array, jax.Array], jax.Array]
+  sample: Callable[[Any, jax.Array, jax.Array], jax.Array] | None
   # (params, eval batch) -> (model inputs, reconstructions), both [B, H, W, C] in [-1, 1]
   reconstruct: Callable[[Any, dict], tuple[jax.Array, jax.Array]] | None
 
@@ -102,7 +102,8 @@ def build(config: ConfigDict) -> Experiment:
                                         (REPLICATED, REPLICATED), donate_argnums=(0,)),
       eval_step=parallel.data_parallel(eval_step, mesh, (REPLICATED, BATCH),
                                        (REPLICATED, REPLICATED)),
-      sample=parallel.data_parallel(family.sample, mesh, (REPLICATED, REPLICATED, BATCH), BATCH),
+      sample=family.sample and parallel.data_parallel(
+          family.sample, mesh, (REPLICATED, REPLICATED, BATCH), BATCH),
       reconstruct=reconstruct)
 
 

@@ -4,7 +4,7 @@ import json
 import logging
 import math
 import os
-from typing import Any
+import time
 
 import jax
 import numpy as np
@@ -12,44 +12,60 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluate, images
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer
+from gen_jax.checkpoint import Checkpointer, restore_latest
 from gen_jax.errors import UserError
 from gen_jax.metric_writer import MetricWriter
 
 log = logging.getLogger(__name__)
 
 
-def restore_latest(exp: experiment_lib.Experiment, workdir: str) -> tuple[Any, int]:
-  """Returns (state, step) of the newest checkpoint in `workdir`; a UserError if none."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    raise UserError(f'no checkpoint in {directory}: run --mode=train first')
-  checkpointer = Checkpointer(directory, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise UserError(f'no checkpoint in {checkpointer.directory}: run --mode=train first')
+def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> dict:
+  """Evaluates checkpoint `step`: eval/step_N.json (metrics + protocol), a metrics line."""
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
   checkpointer.check_compatible(step, exp.abstract_state, exp.family.name)
   state, _ = checkpointer.restore(step, exp.abstract_state)
   checkpointer.close()
-  return state, step
-
-
-def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the latest checkpoint; writes eval/step_N.json and an eval metrics line."""
-  config_lib.validate(config)
-  exp = experiment_lib.build(config)
-  state, step = restore_latest(exp, workdir)
-  metrics = evaluate.evaluate(exp, state)
+  path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
+  progress = path.replace('.json', '.progress.npz')
   if jax.process_index() == 0:
-    path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
     os.makedirs(os.path.dirname(path), exist_ok=True)
+  metrics, protocol = evaluate.evaluate(exp, state, progress)
+  if jax.process_index() == 0:
+    record = {'step': step, 'split': exp.config.data.eval_split, **metrics}
     with open(path, 'w') as f:
-      json.dump({'step': step, 'split': config.data.eval_split, **metrics}, f, indent=2)
+      json.dump(record | ({'protocol': protocol} if protocol else {}), f, indent=2)
     writer = MetricWriter(workdir, is_primary=True)
     writer.write_scalars(step, 'eval', metrics)
     writer.close()
+    if os.path.exists(progress):
+      os.remove(progress)
   log.info('Eval of step %d: %s', step, metrics)
   return metrics
+
+
+def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the newest checkpoint. With `eval.watch`, an evaluation job beside training:
+  evaluates each new checkpoint (skipping those with a result) until train.num_steps.
+
+  Returns the metrics of the last checkpoint evaluated.
+  """
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  directory = os.path.join(workdir, 'checkpoints')
+  metrics, evaluated = {}, None
+  while True:
+    step = (Checkpointer(directory, read_only=True).latest_step()
+            if os.path.isdir(directory) else None)
+    if step is None and not config.eval.watch:
+      raise UserError(f'no checkpoint in {directory}: run --mode=train first')
+    done = step is not None and os.path.exists(
+        os.path.join(workdir, 'eval', f'step_{step:07d}.json'))
+    if step is not None and step != evaluated and not (config.eval.watch and done):
+      metrics = _evaluate_step(exp, workdir, step)
+      evaluated = step
+    if not config.eval.watch or (step is not None and step >= config.train.num_steps):
+      return metrics
+    time.sleep(config.eval.watch_interval)
 
 
 def sample(config: ConfigDict, workdir: str) -> np.ndarray:
@@ -59,7 +75,9 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   """
   config_lib.validate(config)
   exp = experiment_lib.build(config)
-  state, step = restore_latest(exp, workdir)
+  if exp.sample is None:
+    raise UserError(f'family {config.family!r} does not generate samples')
+  state, step = restore_latest(workdir, exp.abstract_state, exp.family.name)
   batch = config.eval.batch_size
   chunks = [experiment_lib.generate(exp, state.ema_params, exp.keys.sample,
                                     min(batch, config.sample.num - start), start)
@@ -69,7 +87,7 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
     os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     np.savez(os.path.join(workdir, 'samples', 'samples.npz'), images=result)
   log.info('Wrote %d samples of step %d to %s/samples/samples.npz.', len(result), step,
-               workdir)
+           workdir)
   return result
 
 

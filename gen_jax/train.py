@@ -63,7 +63,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   exp = experiment_lib.build(config)
   data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
                                       jax.process_count())
-  if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct):
+  if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
     pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
   directory = os.path.join(workdir, 'checkpoints')
   latest = None
@@ -110,7 +110,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       is_last = step == num_steps
       log_now = due(step, config.train.log_every, is_last)
       save_now = is_last or due(step, config.checkpoint.every_steps, False)
-      sample_now = due(step, config.sample.every_steps, is_last)
+      sample_now = exp.sample is not None and due(step, config.sample.every_steps, is_last)
       eval_now = due(step, config.eval.every_steps, is_last)
       if log_now or save_now or sample_now or eval_now:
         check_finite(pending, last_checkpoint)
@@ -128,7 +128,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       if sample_now:
         write_samples(exp, state, writer, step)
       if eval_now:
-        writer.write_scalars(step, 'eval', evaluate.evaluate(exp, state))
+        writer.write_scalars(step, 'eval', evaluate.evaluate(exp, state)[0])
       if save_now:
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
         last_checkpoint = step

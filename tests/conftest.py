@@ -66,8 +66,9 @@ def run_experiment(workdir: str):
 
 def restore_run(workdir: str):
   """Returns (state, step) of the latest checkpoint of the run in `workdir`."""
-  from gen_jax import modes
-  return modes.restore_latest(run_experiment(workdir), workdir)
+  from gen_jax.checkpoint import restore_latest
+  exp = run_experiment(workdir)
+  return restore_latest(workdir, exp.abstract_state, exp.family.name)
 
 
 def read_json(path: str) -> dict:

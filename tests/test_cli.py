@@ -115,7 +115,7 @@ def test_missing_manual_dir(tmp_path, tfds_dir):
 def test_workdir_of_another_model_is_refused_and_kept(trained):
   workdir, args = trained
   before = snapshot(workdir)
-  result = run_cli(*args, '--config.model.latent_dim=8', check=False)
+  result = run_cli(*args, '--config.model.latent_dim=4', check=False)
   assert_one_line_error(result, 'different model', 'params/decoder/Dense_0/kernel',
                         'use another --workdir')
   assert snapshot(workdir) == before

@@ -18,21 +18,25 @@ class Family(NamedTuple):
   init(rng, images [B, H, W, C] in [-1, 1]) -> TrainState
   train_step(state, batch, rng) -> (state, {name: scalar}), batch = {'image', 'label', 'id'}
   eval_step(state, batch, rng) -> {name: [b] per-example values}
-  sample(params, rng, ids [n]) -> images [n, H, W, C] in [-1, 1], one key per sample id
+  sample(params, rng, ids [n]) -> images [n, H, W, C] in [-1, 1], one key per sample id,
+      or None for a family that does not generate (the classifier)
   reconstruct(params, images [b, H, W, C]) -> images, or None where it means nothing
+  features(params, images [b, H, W, C]) -> (features [b, D], logits [b, K]), or None: a
+      feature network for sample-quality metrics
   """
   name: str
   init: Callable[..., Any]
   train_step: Callable[..., Any]
   eval_step: Callable[..., Any]
-  sample: Callable[..., Any]
+  sample: Callable[..., Any] | None
   reconstruct: Callable[..., Any] | None = None
+  features: Callable[..., Any] | None = None
 
 
 def get_family(config: ConfigDict) -> Family:
   """Returns the family that `config.family` names, built from `config`."""
-  from gen_jax.families import vae  # pylint: disable=g-import-not-at-top
-  makers = {'vae': vae.make}
+  from gen_jax.families import classifier, vae  # pylint: disable=g-import-not-at-top
+  makers = {'vae': vae.make, 'classifier': classifier.make}
   if config.family not in makers:
     raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
   return makers[config.family](config)

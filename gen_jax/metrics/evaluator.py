@@ -1,0 +1,174 @@
+"""Sample-quality evaluation: N samples embedded by a feature network and compared with
+cached reference statistics, every number returned with the protocol that produced it.
+
+Generation is resumable: after each batch the features so far are saved atomically to a
+progress file, and a restarted evaluation continues from the finished batches. Sample `i`
+always uses key fold_in(eval key, i), so an interrupted evaluation gives the same numbers.
+"""
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from gen_jax import parallel
+from gen_jax.data import augment, pipeline
+from gen_jax.errors import UserError
+from gen_jax.experiment import Experiment
+from gen_jax.metrics import sample_quality
+from gen_jax.metrics.features import FeatureNet, load_feature_net
+from gen_jax.parallel import BATCH, REPLICATED
+
+METRICS = ('fid', 'kid', 'precision_recall', 'inception_score')
+KID_SUBSETS, KID_SUBSET_SIZE, PR_K = 100, 1000, 3
+
+
+def _embedder(exp: Experiment, net: FeatureNet) -> Callable[[jax.Array], tuple]:
+  """Returns images [B, H, W, C] in [-1, 1] (sharded) -> host (features, logits)."""
+  def embed(params, images):
+    if images.shape[1] != net.image_size:
+      images = jax.image.resize(images, (images.shape[0], net.image_size, net.image_size,
+                                         images.shape[3]), 'bilinear')
+    return net.apply(params, images)
+
+  mapped = parallel.data_parallel(embed, exp.mesh, (REPLICATED, BATCH), (BATCH, BATCH))
+  params = jax.device_put(net.params, parallel.replicated(exp.mesh))
+
+  def run(images):
+    return tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float32)
+                 for x in mapped(params, images))
+  return run
+
+
+def _save_atomically(path: str, **arrays: np.ndarray) -> None:
+  if jax.process_index() == 0:
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load(path: str) -> dict[str, np.ndarray]:
+  with np.load(path, allow_pickle=False) as f:
+    return {k: f[k] for k in f.files}
+
+
+def reference_protocol(exp: Experiment, net: FeatureNet) -> dict:
+  c = exp.config
+  return {'dataset': c.data.name, 'split': c.data.eval_split,
+          'num_examples': c.eval.reference_num, 'image_size': c.data.image_size,
+          'features': net.spec, 'weights_sha256': net.weights_sha256}
+
+
+def reference_path(exp: Experiment, net: FeatureNet) -> str:
+  """The cache file of the reference statistics; its name records the whole protocol."""
+  c = exp.config
+  directory = c.eval.reference_dir or os.path.join(
+      c.data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'gen_jax_reference')
+  name = (f'{c.data.name}-{c.data.eval_split}-n{c.eval.reference_num}-s{c.data.image_size}-'
+          f'{net.spec.split(":")[0]}-{net.weights_sha256[:16]}.npz')
+  return os.path.join(directory, name)
+
+
+def reference_statistics(exp: Experiment, net: FeatureNet, embed) -> dict[str, np.ndarray]:
+  """Features, logits, mean and covariance of the first `eval.reference_num` examples of
+  `data.eval_split` (not binarized), computed once and then read from the cache."""
+  path, protocol = reference_path(exp, net), reference_protocol(exp, net)
+  if os.path.exists(path):
+    cached = _load(path)
+    if json.loads(str(cached['protocol'])) != protocol:
+      raise UserError(f'reference statistics {path} were computed under another protocol '
+                      f'({cached["protocol"]}); delete the file or set eval.reference_dir')
+    return cached
+  c = exp.config
+  features, logits = [], []
+  for batch in pipeline.eval_batches(c.data, c.data.eval_split, c.eval.reference_num,
+                                     c.eval.batch_size, jax.process_index(),
+                                     jax.process_count()):
+    batch = parallel.shard_batch(batch, exp.mesh)
+    images = augment.prepare_images(batch['image'], batch['id'], exp.keys.eval,
+                                    binarize=False, random_flip=False)
+    f, lg = embed(images)
+    features.append(f)
+    logits.append(lg)
+  features = np.concatenate(features)[:c.eval.reference_num]
+  logits = np.concatenate(logits)[:c.eval.reference_num]
+  mu, sigma = sample_quality.gaussian_statistics(features)
+  stats = {'features': features, 'logits': logits, 'mu': mu, 'sigma': sigma,
+           'protocol': np.array(json.dumps(protocol))}
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  _save_atomically(path, **stats)
+  return stats
+
+
+def sample_features(exp: Experiment, params: Any, embed, progress_path: str | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Features and logits of samples 0 .. eval.num_samples - 1, resuming from and saving to
+  `progress_path` (None: no progress file)."""
+  c = exp.config
+  num, batch = c.eval.num_samples, c.eval.batch_size
+  features = np.zeros((0, 0), np.float32)
+  logits = np.zeros((0, 0), np.float32)
+  if progress_path and os.path.exists(progress_path):
+    saved = _load(progress_path)
+    if int(saved['num_samples']) == num and int(saved['batch_size']) == batch:
+      features, logits = saved['features'], saved['logits']
+  ids = jax.sharding.NamedSharding(exp.mesh, BATCH)
+  for start in range(len(features), num, batch):
+    sample_ids = jax.device_put(np.arange(start, start + batch, dtype=np.int32), ids)
+    f, lg = embed(exp.sample(params, exp.keys.eval, sample_ids))
+    features = f if not len(features) else np.concatenate([features, f])
+    logits = lg if not len(logits) else np.concatenate([logits, lg])
+    if progress_path:
+      _save_atomically(progress_path, features=features, logits=logits,
+                       num_samples=np.int64(num), batch_size=np.int64(batch))
+  return features[:num], logits[:num]
+
+
+def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = None
+                   ) -> tuple[dict[str, float], dict]:
+  """Returns ({metric: value}, protocol) for the metrics in `eval.metrics`."""
+  c = exp.config
+  unknown = set(c.eval.metrics) - set(METRICS)
+  if unknown:
+    raise UserError(f'eval.metrics={tuple(c.eval.metrics)}: unknown {sorted(unknown)}, '
+                    f'expected some of {METRICS}')
+  if exp.sample is None:
+    raise UserError(f'eval.metrics needs samples, and family {c.family!r} does not sample')
+  if c.eval.num_samples % c.eval.batch_size:
+    raise UserError(f'eval.num_samples={c.eval.num_samples} must divide by '
+                    f'eval.batch_size={c.eval.batch_size}')
+  net = load_feature_net(c.eval.features)
+  embed = _embedder(exp, net)
+  reference = reference_statistics(exp, net, embed)
+  features, logits = sample_features(exp, params, embed, progress_path)
+  results = {}
+  if 'fid' in c.eval.metrics:
+    mu, sigma = sample_quality.gaussian_statistics(features)
+    results['fid'] = sample_quality.frechet_distance(mu, sigma, reference['mu'],
+                                                     reference['sigma'])
+  if 'kid' in c.eval.metrics:
+    results['kid'], results['kid_std'] = sample_quality.kernel_inception_distance(
+        features, reference['features'], KID_SUBSETS, KID_SUBSET_SIZE, seed=c.seed)
+  if 'precision_recall' in c.eval.metrics:
+    results['precision'], results['recall'] = sample_quality.precision_recall(
+        reference['features'], features, k=PR_K)
+  if 'inception_score' in c.eval.metrics:
+    probabilities = np.asarray(jax.nn.softmax(logits.astype(np.float64), axis=-1))
+    results['inception_score'], results['inception_score_std'] = (
+        sample_quality.inception_score(probabilities))
+  protocol = {'features': net.spec, 'weights_sha256': net.weights_sha256,
+              'feature_dim': int(features.shape[1]), 'num_samples': int(len(features)),
+              'params': 'ema', 'sample_key': f'fold_in(eval key of seed {c.seed}, sample id)',
+              'reference': reference_protocol(exp, net),
+              'feature_image_size': net.image_size,
+              'resize': ('none' if net.image_size == c.data.image_size else
+                         f'bilinear {c.data.image_size} -> {net.image_size} (jax.image.resize)'),
+              'kid': {'kernel': 'cubic polynomial', 'subsets': KID_SUBSETS,
+                      'subset_size': KID_SUBSET_SIZE},
+              'precision_recall': {'k': PR_K}}
+  return results, protocol

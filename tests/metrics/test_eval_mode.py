@@ -1,0 +1,101 @@
+"""--mode=eval with sample-quality metrics: protocol, cached reference statistics, and an
+evaluation killed half-way that resumes to the same numbers."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, digits_args, read_json, read_metrics, run_cli
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory, tfds_dir):
+  """A digits classifier (the feature network) and a short digits VAE run."""
+  root = tmp_path_factory.mktemp('runs')
+  classifier, vae = str(root / 'classifier'), str(root / 'vae')
+  run_cli('--config=configs/classifier_mnist.py', f'--workdir={classifier}',
+          f'--config.data.data_dir={tfds_dir}', '--config.data.name=digits',
+          '--config.data.image_size=8', '--config.data.batch_size=32',
+          '--config.model.channels=(16,)', '--config.model.features=32',
+          '--config.train.num_steps=100', '--config.eval.num_examples=297',
+          '--config.eval.batch_size=99', '--config.eval.every_steps=100',
+          '--config.optim.warmup_steps=0', '--config.optim.ema_decay=0.0',
+          '--config.optim.learning_rate=0.003')
+  assert read_metrics(classifier, 'eval')[-1]['accuracy'] > 0.8
+  run_cli(*digits_args(vae, tfds_dir, '--config.train.num_steps=40',
+                       '--config.sample.every_steps=0', '--config.eval.every_steps=0'))
+  return root, classifier, vae
+
+
+def eval_args(workdir, tfds_dir, classifier, reference_dir):
+  return digits_args(workdir, tfds_dir, '--mode=eval', '--config.train.num_steps=40',
+                     '--config.eval.num_examples=0', '--config.eval.batch_size=20',
+                     '--config.eval.num_samples=1000', '--config.eval.reference_num=297',
+                     "--config.eval.metrics=('fid','kid','precision_recall','inception_score')",
+                     f'--config.eval.features=classifier:{classifier}',
+                     f'--config.eval.reference_dir={reference_dir}')
+
+
+def test_eval_records_metrics_with_their_protocol_and_caches_the_reference(runs, tfds_dir):
+  root, classifier, vae = runs
+  reference_dir = str(root / 'reference')
+  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
+  result = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
+  for key in ('fid', 'kid', 'precision', 'recall', 'inception_score'):
+    assert np.isfinite(result[key]), key
+  assert result['fid'] > 0 and 0 <= result['precision'] <= 1
+  assert 1 <= result['inception_score'] <= 10
+  protocol = result['protocol']
+  assert protocol['num_samples'] == 1000 and protocol['feature_dim'] == 32
+  assert protocol['reference'] == {
+      'dataset': 'digits', 'split': 'test', 'num_examples': 297, 'image_size': 8,
+      'features': f'classifier:{classifier}', 'weights_sha256': protocol['weights_sha256']}
+  (cached,) = os.listdir(reference_dir)
+  assert cached.startswith('digits-test-n297-s8-classifier-')
+  before = os.stat(os.path.join(reference_dir, cached)).st_mtime_ns
+  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
+  assert os.stat(os.path.join(reference_dir, cached)).st_mtime_ns == before
+  again = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
+  assert again == result
+  assert [r['fid'] for r in read_metrics(vae, 'eval')] == [result['fid']] * 2
+
+
+def test_eval_killed_half_way_resumes_to_the_same_numbers(runs, tfds_dir):
+  root, classifier, vae = runs
+  reference_dir = str(root / 'reference')
+  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
+  expected = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
+
+  killed = str(root / 'killed')
+  shutil.copytree(vae, killed, ignore=shutil.ignore_patterns('eval', 'metrics.jsonl'))
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'gen_jax.main', *eval_args(killed, tfds_dir, classifier,
+                                                        reference_dir)],
+      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  progress = os.path.join(killed, 'eval', 'step_0000040.progress.npz')
+  deadline = time.time() + 300
+  done = 0
+  while done < 200:
+    assert process.poll() is None and time.time() < deadline, 'eval ended before the kill'
+    if os.path.exists(progress):
+      try:
+        with np.load(progress) as f:
+          done = len(f['features'])
+      except (OSError, ValueError, KeyError):  # replaced while reading
+        pass
+    time.sleep(0.01)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  with np.load(progress) as f:
+    assert 200 <= len(f['features']) < 1000, 'the kill did not come half-way'
+  run_cli(*eval_args(killed, tfds_dir, classifier, reference_dir))
+  got = read_json(os.path.join(killed, 'eval', 'step_0000040.json'))
+  assert got == expected
+  assert not os.path.exists(progress)
