@@ -59,6 +59,7 @@ class Checkpointer:
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else max_to_keep, read_only=read_only,
+            save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
             create=not read_only))
 

@@ -43,8 +43,8 @@ def main(argv: list[str]) -> None:
     fail(f'unexpected arguments {argv[1:]}', status=2)
   if _CONFIG.value is None or _WORKDIR.value is None:
     fail('--config and --workdir are required', status=2)
-  if not flags.FLAGS['verbosity'].present:  # keep orbax's and tfds's INFO lines out
-    logging.set_verbosity(logging.WARNING)
+  if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
+    logging.set_verbosity(logging.ERROR)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
   from gen_jax import modes, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,

@@ -27,7 +27,7 @@ METRICS = ('fid', 'kid', 'precision_recall', 'inception_score')
 KID_SUBSETS, KID_SUBSET_SIZE, PR_K = 100, 1000, 3
 
 
-def _embedder(exp: Experiment, net: FeatureNet) -> Callable[[jax.Array], tuple]:
+def embedder(exp: Experiment, net: FeatureNet) -> Callable[[jax.Array], tuple]:
   """Returns images [B, H, W, C] in [-1, 1] (sharded) -> host (features, logits)."""
   def embed(params, images):
     if images.shape[1] != net.image_size:
@@ -56,27 +56,27 @@ def _load(path: str) -> dict[str, np.ndarray]:
     return {k: f[k] for k in f.files}
 
 
-def reference_protocol(exp: Experiment, net: FeatureNet) -> dict:
-  c = exp.config
-  return {'dataset': c.data.name, 'split': c.data.eval_split,
-          'num_examples': c.eval.reference_num, 'image_size': c.data.image_size,
-          'features': net.spec, 'weights_sha256': net.weights_sha256}
+def reference_protocol(exp: Experiment, net: FeatureNet, split: str, num: int) -> dict:
+  return {'dataset': exp.config.data.name, 'split': split, 'num_examples': num,
+          'image_size': exp.config.data.image_size, 'features': net.spec,
+          'weights_sha256': net.weights_sha256}
 
 
-def reference_path(exp: Experiment, net: FeatureNet) -> str:
+def reference_path(exp: Experiment, net: FeatureNet, split: str, num: int) -> str:
   """The cache file of the reference statistics; its name records the whole protocol."""
   c = exp.config
   directory = c.eval.reference_dir or os.path.join(
       c.data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'gen_jax_reference')
-  name = (f'{c.data.name}-{c.data.eval_split}-n{c.eval.reference_num}-s{c.data.image_size}-'
+  name = (f'{c.data.name}-{split}-n{num}-s{c.data.image_size}-'
           f'{net.spec.split(":")[0]}-{net.weights_sha256[:16]}.npz')
   return os.path.join(directory, name)
 
 
-def reference_statistics(exp: Experiment, net: FeatureNet, embed) -> dict[str, np.ndarray]:
-  """Features, logits, mean and covariance of the first `eval.reference_num` examples of
-  `data.eval_split` (not binarized), computed once and then read from the cache."""
-  path, protocol = reference_path(exp, net), reference_protocol(exp, net)
+def reference_statistics(exp: Experiment, net: FeatureNet, embed, split: str,
+                         num: int) -> dict[str, np.ndarray]:
+  """Features, logits, mean and covariance of the first `num` examples of `split` (not
+  binarized), computed once and then read from the cache."""
+  path, protocol = reference_path(exp, net, split, num), reference_protocol(exp, net, split, num)
   if os.path.exists(path):
     cached = _load(path)
     if json.loads(str(cached['protocol'])) != protocol:
@@ -85,17 +85,15 @@ def reference_statistics(exp: Experiment, net: FeatureNet, embed) -> dict[str, n
     return cached
   c = exp.config
   features, logits = [], []
-  for batch in pipeline.eval_batches(c.data, c.data.eval_split, c.eval.reference_num,
-                                     c.eval.batch_size, jax.process_index(),
-                                     jax.process_count()):
+  for batch in pipeline.eval_batches(c.data, split, num, c.eval.batch_size,
+                                     jax.process_index(), jax.process_count()):
     batch = parallel.shard_batch(batch, exp.mesh)
     images = augment.prepare_images(batch['image'], batch['id'], exp.keys.eval,
                                     binarize=False, random_flip=False)
     f, lg = embed(images)
     features.append(f)
     logits.append(lg)
-  features = np.concatenate(features)[:c.eval.reference_num]
-  logits = np.concatenate(logits)[:c.eval.reference_num]
+  features, logits = np.concatenate(features)[:num], np.concatenate(logits)[:num]
   mu, sigma = sample_quality.gaussian_statistics(features)
   stats = {'features': features, 'logits': logits, 'mu': mu, 'sigma': sigma,
            'protocol': np.array(json.dumps(protocol))}
@@ -129,6 +127,28 @@ def sample_features(exp: Experiment, params: Any, embed, progress_path: str | No
   return features[:num], logits[:num]
 
 
+def compare(features: np.ndarray, logits: np.ndarray, reference: dict[str, np.ndarray],
+            metrics: tuple[str, ...], seed: int) -> dict[str, float]:
+  """The `metrics` of features [N, D] (and logits [N, K], for the Inception Score) against
+  reference statistics."""
+  results = {}
+  if 'fid' in metrics:
+    mu, sigma = sample_quality.gaussian_statistics(features)
+    results['fid'] = sample_quality.frechet_distance(mu, sigma, reference['mu'],
+                                                     reference['sigma'])
+  if 'kid' in metrics:
+    results['kid'], results['kid_std'] = sample_quality.kernel_inception_distance(
+        features, reference['features'], KID_SUBSETS, KID_SUBSET_SIZE, seed=seed)
+  if 'precision_recall' in metrics:
+    results['precision'], results['recall'] = sample_quality.precision_recall(
+        reference['features'], features, k=PR_K)
+  if 'inception_score' in metrics:
+    probabilities = np.asarray(jax.nn.softmax(logits.astype(np.float64), axis=-1))
+    results['inception_score'], results['inception_score_std'] = (
+        sample_quality.inception_score(probabilities))
+  return results
+
+
 def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = None
                    ) -> tuple[dict[str, float], dict]:
   """Returns ({metric: value}, protocol) for the metrics in `eval.metrics`."""
@@ -143,28 +163,15 @@ def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = Non
     raise UserError(f'eval.num_samples={c.eval.num_samples} must divide by '
                     f'eval.batch_size={c.eval.batch_size}')
   net = load_feature_net(c.eval.features)
-  embed = _embedder(exp, net)
-  reference = reference_statistics(exp, net, embed)
+  embed = embedder(exp, net)
+  reference = reference_statistics(exp, net, embed, c.data.eval_split, c.eval.reference_num)
   features, logits = sample_features(exp, params, embed, progress_path)
-  results = {}
-  if 'fid' in c.eval.metrics:
-    mu, sigma = sample_quality.gaussian_statistics(features)
-    results['fid'] = sample_quality.frechet_distance(mu, sigma, reference['mu'],
-                                                     reference['sigma'])
-  if 'kid' in c.eval.metrics:
-    results['kid'], results['kid_std'] = sample_quality.kernel_inception_distance(
-        features, reference['features'], KID_SUBSETS, KID_SUBSET_SIZE, seed=c.seed)
-  if 'precision_recall' in c.eval.metrics:
-    results['precision'], results['recall'] = sample_quality.precision_recall(
-        reference['features'], features, k=PR_K)
-  if 'inception_score' in c.eval.metrics:
-    probabilities = np.asarray(jax.nn.softmax(logits.astype(np.float64), axis=-1))
-    results['inception_score'], results['inception_score_std'] = (
-        sample_quality.inception_score(probabilities))
+  results = compare(features, logits, reference, c.eval.metrics, c.seed)
   protocol = {'features': net.spec, 'weights_sha256': net.weights_sha256,
               'feature_dim': int(features.shape[1]), 'num_samples': int(len(features)),
               'params': 'ema', 'sample_key': f'fold_in(eval key of seed {c.seed}, sample id)',
-              'reference': reference_protocol(exp, net),
+              'reference': reference_protocol(exp, net, c.data.eval_split,
+                                              c.eval.reference_num),
               'feature_image_size': net.image_size,
               'resize': ('none' if net.image_size == c.data.image_size else
                          f'bilinear {c.data.image_size} -> {net.image_size} (jax.image.resize)'),

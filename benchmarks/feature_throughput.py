@@ -1,0 +1,59 @@
+"""Feature-extraction throughput of a feature network: images/s, compile seconds, peak RSS.
+
+  python benchmarks/feature_throughput.py --features=classifier:runs/classifier_mnist \
+      [--batch=100] [--image_size=28] [--channels=1] [--steps=20]
+
+Feeds one fixed random batch in [-1, 1] through the jitted network on all devices (the path
+`--mode=eval` takes) and prints one line.
+"""
+
+import resource
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import parallel
+from gen_jax.metrics.features import load_feature_net
+
+_FEATURES = flags.DEFINE_string('features', None, 'Feature network, as eval.features.')
+_BATCH = flags.DEFINE_integer('batch', 100, 'Images per call.')
+_SIZE = flags.DEFINE_integer('image_size', 28, 'Input image size (resized to the network).')
+_CHANNELS = flags.DEFINE_integer('channels', 1, 'Input channels.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed calls, after one compiling call.')
+
+
+def main(_):
+  net = load_feature_net(_FEATURES.value)
+  mesh = parallel.make_mesh()
+
+  def embed(params, images):
+    if images.shape[1] != net.image_size:
+      images = jax.image.resize(images, (images.shape[0], net.image_size, net.image_size,
+                                         images.shape[3]), 'bilinear')
+    return net.apply(params, images)
+
+  run = parallel.data_parallel(embed, mesh, (parallel.REPLICATED, parallel.BATCH),
+                               (parallel.BATCH, parallel.BATCH))
+  params = jax.device_put(net.params, parallel.replicated(mesh))
+  images = np.random.default_rng(0).uniform(
+      -1, 1, (_BATCH.value, _SIZE.value, _SIZE.value, _CHANNELS.value)).astype(np.float32)
+  images = jax.device_put(images, jax.sharding.NamedSharding(mesh, parallel.BATCH))
+  start = time.perf_counter()
+  jax.block_until_ready(run(params, images))
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(_STEPS.value):
+    out = run(params, images)
+  jax.block_until_ready(out)
+  seconds = (time.perf_counter() - start) / _STEPS.value
+  print(f'features={net.spec} batch={_BATCH.value} input={_SIZE.value}x{_SIZE.value}'
+        f'x{_CHANNELS.value} devices={mesh.size}')
+  print(f'images/s {_BATCH.value / seconds:,.0f}  compile {first - seconds:.2f} s  '
+        f'peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB')
+
+
+if __name__ == '__main__':
+  app.run(main)
