@@ -23,7 +23,7 @@ from jax import lax
 from gen_jax.errors import UserError
 from gen_jax.metrics import inception, torch_weights
 
-TORCH_PYTHON = os.environ.get('GEN_JAX_TORCH_PYTHON', '/work/torchvenv/bin/python')
+TORCH_PYTHON = os.environ.get('GEN_JAX_TORCH_PYTHON', '')
 
 # torchvision's names of the 94 conv-BN layers, in the order keras's inception_v3.py creates them.
 BLOCK_CONVS = {
