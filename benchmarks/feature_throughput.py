@@ -19,6 +19,8 @@ from gen_jax import parallel
 from gen_jax.metrics.features import load_feature_net
 
 _FEATURES = flags.DEFINE_string('features', None, 'Feature network, as eval.features.')
+_WEIGHTS = flags.DEFINE_string('inception_weights', None,
+                               'Weights file, for --features=inception_v3_fid.')
 _BATCH = flags.DEFINE_integer('batch', 100, 'Images per call.')
 _SIZE = flags.DEFINE_integer('image_size', 28, 'Input image size (resized to the network).')
 _CHANNELS = flags.DEFINE_integer('channels', 1, 'Input channels.')
@@ -26,16 +28,9 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Timed calls, after one compiling cal
 
 
 def main(_):
-  net = load_feature_net(_FEATURES.value)
+  net = load_feature_net(_FEATURES.value, _WEIGHTS.value)
   mesh = parallel.make_mesh()
-
-  def embed(params, images):
-    if images.shape[1] != net.image_size:
-      images = jax.image.resize(images, (images.shape[0], net.image_size, net.image_size,
-                                         images.shape[3]), 'bilinear')
-    return net.apply(params, images)
-
-  run = parallel.data_parallel(embed, mesh, (parallel.REPLICATED, parallel.BATCH),
+  run = parallel.data_parallel(net.apply, mesh, (parallel.REPLICATED, parallel.BATCH),
                                (parallel.BATCH, parallel.BATCH))
   params = jax.device_put(net.params, parallel.replicated(mesh))
   images = np.random.default_rng(0).uniform(

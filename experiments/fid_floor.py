@@ -28,7 +28,7 @@ METRICS = ('fid', 'kid', 'precision_recall')
 def main(_):
   c = _CONFIG.value
   exp = experiment.build(c)
-  net = load_feature_net(c.eval.features)
+  net = load_feature_net(c.eval.features, c.eval.inception_weights)
   embed = evaluator.embedder(exp, net)
   reference = evaluator.reference_statistics(exp, net, embed, c.data.eval_split,
                                              c.eval.reference_num)

@@ -58,7 +58,8 @@ def base_config() -> ConfigDict:
   c.eval.batch_size = 100
   c.eval.metrics = ()  # sample-quality metrics: some of fid, kid, precision_recall, inception_score
   c.eval.num_samples = 10000  # samples generated for them
-  c.eval.features = ''  # feature network: classifier:WORKDIR
+  c.eval.features = ''  # feature network: inception_v3_fid or classifier:WORKDIR
+  c.eval.inception_weights = config_dict.placeholder(str)  # FID Inception weights file
   c.eval.reference_num = 10000  # examples of data.eval_split for the reference statistics
   c.eval.reference_dir = config_dict.placeholder(str)  # None: DATA_DIR/gen_jax_reference
   c.eval.watch = False  # --mode=eval: evaluate each new checkpoint until train.num_steps
@@ -88,7 +89,7 @@ def validate(config: ConfigDict) -> None:
   _check(0.0 <= config.optim.ema_decay < 1.0,
          f'optim.ema_decay={config.optim.ema_decay}: expected a value in [0, 1)')
   _check(not config.eval.metrics or bool(config.eval.features),
-         f'eval.metrics={tuple(config.eval.metrics)} needs eval.features (classifier:WORKDIR)')
+         f'eval.metrics={tuple(config.eval.metrics)} needs eval.features')
   examples = config.train.num_steps * config.data.batch_size
   _check(examples < 2 ** 31,  # example ids are int32 stream positions
          f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')

@@ -29,13 +29,7 @@ KID_SUBSETS, KID_SUBSET_SIZE, PR_K = 100, 1000, 3
 
 def embedder(exp: Experiment, net: FeatureNet) -> Callable[[jax.Array], tuple]:
   """Returns images [B, H, W, C] in [-1, 1] (sharded) -> host (features, logits)."""
-  def embed(params, images):
-    if images.shape[1] != net.image_size:
-      images = jax.image.resize(images, (images.shape[0], net.image_size, net.image_size,
-                                         images.shape[3]), 'bilinear')
-    return net.apply(params, images)
-
-  mapped = parallel.data_parallel(embed, exp.mesh, (REPLICATED, BATCH), (BATCH, BATCH))
+  mapped = parallel.data_parallel(net.apply, exp.mesh, (REPLICATED, BATCH), (BATCH, BATCH))
   params = jax.device_put(net.params, parallel.replicated(exp.mesh))
 
   def run(images):
@@ -162,7 +156,7 @@ def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = Non
   if c.eval.num_samples % c.eval.batch_size:
     raise UserError(f'eval.num_samples={c.eval.num_samples} must divide by '
                     f'eval.batch_size={c.eval.batch_size}')
-  net = load_feature_net(c.eval.features)
+  net = load_feature_net(c.eval.features, c.eval.inception_weights)
   embed = embedder(exp, net)
   reference = reference_statistics(exp, net, embed, c.data.eval_split, c.eval.reference_num)
   features, logits = sample_features(exp, params, embed, progress_path)
@@ -174,7 +168,7 @@ def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = Non
                                               c.eval.reference_num),
               'feature_image_size': net.image_size,
               'resize': ('none' if net.image_size == c.data.image_size else
-                         f'bilinear {c.data.image_size} -> {net.image_size} (jax.image.resize)'),
+                         f'{c.data.image_size} -> {net.image_size}: {net.resize}'),
               'kid': {'kernel': 'cubic polynomial', 'subsets': KID_SUBSETS,
                       'subset_size': KID_SUBSET_SIZE},
               'precision_recall': {'k': PR_K}}

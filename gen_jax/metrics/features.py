@@ -1,7 +1,13 @@
 """Feature networks for sample-quality metrics, chosen by `eval.features`.
 
+`inception_v3_fid`: pool3 (2048-d) and logits of the FID InceptionV3, with the weights file
+of `eval.inception_weights` (pytorch-fid's pt_inception-2015-12-05-6726825d.pth), images
+resized to 299 as pytorch-fid does.
 `classifier:WORKDIR`: the penultimate layer (and logits) of a classifier trained by gen_jax
 (`configs/classifier_mnist.py`), restored from the newest checkpoint in WORKDIR, EMA params.
+
+A network takes images [B, H, W, C] in [-1, 1] of any size and resizes them itself, as its
+protocol (`resize`) says.
 """
 
 import hashlib
@@ -19,9 +25,10 @@ from gen_jax.errors import UserError
 
 class FeatureNet(NamedTuple):
   """A feature network with what a metric's protocol must record about it."""
-  spec: str  # as given in eval.features
-  weights_sha256: str  # of the parameters' bytes, in tree order
-  image_size: int  # the input size it expects; images are resized to it
+  spec: str  # as given in eval.features, paths made absolute
+  weights_sha256: str  # of the weights file, or of the parameters' bytes in tree order
+  image_size: int  # the input size it works at
+  resize: str  # how other sizes are brought to image_size
   params: Any
   apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]  # -> (features, logits)
 
@@ -49,13 +56,38 @@ def load_classifier(workdir: str) -> FeatureNet:
   exp = experiment.build(config)
   state, _ = restore_latest(workdir, exp.abstract_state, exp.family.name)
   params = jax.device_get(state.ema_params)
-  return FeatureNet(f'classifier:{os.path.abspath(workdir)}', params_sha256(params),
-                    config.data.image_size, params, exp.family.features)
+  size = config.data.image_size
+
+  def apply(params, images):
+    if images.shape[1:3] != (size, size):
+      images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]),
+                                'bilinear')
+    return exp.family.features(params, images)
+
+  return FeatureNet(f'classifier:{os.path.abspath(workdir)}', params_sha256(params), size,
+                    'bilinear, antialiased (jax.image.resize)', params, apply)
 
 
-def load_feature_net(spec: str) -> FeatureNet:
+def load_inception(weights_path: str | None) -> FeatureNet:
+  from gen_jax.metrics import inception, torch_weights  # pylint: disable=g-import-not-at-top
+  if not weights_path or not os.path.exists(weights_path):
+    raise UserError(f'eval.inception_weights={weights_path!r}: expected the path of the FID '
+                    'Inception weights (pytorch-fid pt_inception-2015-12-05-6726825d.pth)')
+  try:
+    variables, apply = inception.load_inception_fid(weights_path)
+  except ValueError as e:
+    raise UserError(f'eval.inception_weights={weights_path!r}: {e}') from None
+  return FeatureNet('inception_v3_fid', torch_weights.file_sha256(weights_path),
+                    inception.IMAGE_SIZE, 'bilinear, half-pixel, no antialiasing (as '
+                    'torch F.interpolate in pytorch-fid); grey repeated to RGB',
+                    variables, apply)
+
+
+def load_feature_net(spec: str, inception_weights: str | None = None) -> FeatureNet:
   """Returns the feature network that `eval.features` names."""
   kind, _, arg = spec.partition(':')
   if kind == 'classifier' and arg:
     return load_classifier(arg)
-  raise UserError(f'eval.features={spec!r}: expected classifier:WORKDIR')
+  if spec == 'inception_v3_fid':
+    return load_inception(inception_weights)
+  raise UserError(f'eval.features={spec!r}: expected inception_v3_fid or classifier:WORKDIR')

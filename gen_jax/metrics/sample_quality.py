@@ -6,7 +6,6 @@ float64. References: Heusel et al. 2017 (FID), Bińkowski et al. 2018 (KID), Sal
 """
 
 import numpy as np
-from scipy import linalg
 
 
 def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -15,30 +14,33 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+  """The symmetric square root of a positive semi-definite matrix (round-off negatives -> 0)."""
+  w, v = np.linalg.eigh(sigma)
+  return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
-                     sigma2: np.ndarray, eps: float = 1e-6) -> float:
+                     sigma2: np.ndarray) -> float:
   """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), the squared Fréchet
   (2-Wasserstein) distance between two Gaussians.
 
-  As pytorch-fid does: if the matrix square root of a near-singular product is not finite,
-  `eps` is added to both diagonals; an imaginary part left by round-off is dropped (and
-  must be small).
+  Tr((sigma1 sigma2)^(1/2)) is computed in the symmetric eigen form
+  Tr((sigma1^(1/2) sigma2 sigma1^(1/2))^(1/2)) with `eigh`, which stays exact for the
+  singular covariances of few samples or of features with dead units, where scipy's
+  `sqrtm` of the non-symmetric product warns and loses accuracy (pytorch-fid adds 1e-6 to
+  the diagonals instead).
   """
   mu1, mu2 = np.atleast_1d(np.float64(mu1)), np.atleast_1d(np.float64(mu2))
   sigma1, sigma2 = np.atleast_2d(np.float64(sigma1)), np.atleast_2d(np.float64(sigma2))
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
     raise ValueError(f'statistics of different sizes: {mu1.shape}/{sigma1.shape} vs '
                      f'{mu2.shape}/{sigma2.shape}')
-  covmean = linalg.sqrtm(sigma1 @ sigma2)
-  if not np.isfinite(covmean).all():
-    offset = np.eye(len(sigma1)) * eps
-    covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-  if np.iscomplexobj(covmean):
-    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise ValueError(f'imaginary component {np.max(np.abs(covmean.imag))} in sqrtm')
-    covmean = covmean.real
+  root = _sqrt_psd(sigma1)
+  product = root @ sigma2 @ root
+  trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
   diff = mu1 - mu2
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
 
 
 def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray,

@@ -99,3 +99,14 @@ def test_eval_killed_half_way_resumes_to_the_same_numbers(runs, tfds_dir):
   got = read_json(os.path.join(killed, 'eval', 'step_0000040.json'))
   assert got == expected
   assert not os.path.exists(progress)
+
+
+def test_feature_network_errors_are_clear(tmp_path):
+  from gen_jax.errors import UserError
+  from gen_jax.metrics.features import load_feature_net
+  with pytest.raises(UserError, match='expected inception_v3_fid or classifier:WORKDIR'):
+    load_feature_net('vgg16')
+  with pytest.raises(UserError, match='eval.inception_weights=None'):
+    load_feature_net('inception_v3_fid', None)
+  with pytest.raises(UserError, match='no config.json there'):
+    load_feature_net(f'classifier:{tmp_path}')

@@ -44,8 +44,10 @@ def test_frechet_distance_of_samples_converges_and_survives_singular_covariances
   got = sq.frechet_distance(*sq.gaussian_statistics(x), *sq.gaussian_statistics(y))
   assert got == pytest.approx(expected, rel=0.05)
   few = rng.normal(size=(3, 8))  # rank-2 covariances in 8 dimensions
-  assert np.isfinite(sq.frechet_distance(*sq.gaussian_statistics(few),
-                                         *sq.gaussian_statistics(few + 1.0)))
+  mu, sigma = sq.gaussian_statistics(few)
+  # A pure shift of a singular Gaussian: the distance is exactly ||shift||^2 = 8.
+  assert sq.frechet_distance(mu, sigma, mu + 1.0, sigma) == pytest.approx(8.0, abs=1e-6)
+  assert sq.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
