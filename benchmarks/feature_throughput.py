@@ -16,19 +16,31 @@ from absl import app, flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import parallel
-from gen_jax.metrics.features import load_feature_net
+from gen_jax.metrics import inception
+from gen_jax.metrics.features import FeatureNet, load_feature_net
 
 _FEATURES = flags.DEFINE_string('features', None, 'Feature network, as eval.features.')
 _WEIGHTS = flags.DEFINE_string('inception_weights', None,
-                               'Weights file, for --features=inception_v3_fid.')
+                               'Weights file for --features=inception_v3_fid; without one, '
+                               'random weights (the speed is the same).')
 _BATCH = flags.DEFINE_integer('batch', 100, 'Images per call.')
 _SIZE = flags.DEFINE_integer('image_size', 28, 'Input image size (resized to the network).')
 _CHANNELS = flags.DEFINE_integer('channels', 1, 'Input channels.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed calls, after one compiling call.')
 
 
+def random_inception() -> FeatureNet:
+  module = inception.fid_inception()
+  variables = module.init(jax.random.key(0), np.zeros((1, 299, 299, 3), np.float32))
+  return FeatureNet('inception_v3_fid (random weights)', '-', inception.IMAGE_SIZE, '',
+                    variables, lambda v, x: module.apply(v, inception.resize_for_inception(x)))
+
+
 def main(_):
-  net = load_feature_net(_FEATURES.value, _WEIGHTS.value)
+  if _FEATURES.value == 'inception_v3_fid' and not _WEIGHTS.value:
+    net = random_inception()  # throughput does not depend on the weights
+  else:
+    net = load_feature_net(_FEATURES.value, _WEIGHTS.value)
   mesh = parallel.make_mesh()
   run = parallel.data_parallel(net.apply, mesh, (parallel.REPLICATED, parallel.BATCH),
                                (parallel.BATCH, parallel.BATCH))

@@ -4,8 +4,9 @@
       --config.data.manual_dir=PATH/TO/MNIST_IDX_FILES
 
 Its workdir is then the feature network of `eval.features='classifier:runs/classifier_mnist'`.
-Runtime: about N minutes on 2 CPU cores (N steps of batch 128). Expected: test accuracy
-N% on all 10,000 test images (eval line in metrics.jsonl).
+Runtime: about 5 minutes on 2 CPU cores (4,000 steps of batch 128, ~13 steps/s).
+Expected: test accuracy 99.27% on all 10,000 test images (eval line in metrics.jsonl);
+99.22% already at step 2,000.
 """
 
 from gen_jax.config_lib import base_config
