@@ -110,3 +110,24 @@ def test_feature_network_errors_are_clear(tmp_path):
     load_feature_net('inception_v3_fid', None)
   with pytest.raises(UserError, match='no config.json there'):
     load_feature_net(f'classifier:{tmp_path}')
+
+
+def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir):
+  """An eval job started before training waits, evaluates new checkpoints, stops at the end."""
+  workdir = str(tmp_path / 'run')
+  common = digits_args(workdir, tfds_dir, '--config.train.num_steps=40',
+                       '--config.checkpoint.every_steps=20', '--config.sample.every_steps=0',
+                       '--config.eval.every_steps=0')
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  watcher = subprocess.Popen([sys.executable, '-m', 'gen_jax.main', *common, '--mode=eval',
+                              '--config.eval.watch=True', '--config.eval.watch_interval=1'],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  time.sleep(2)
+  assert watcher.poll() is None, 'the eval job did not wait for a checkpoint'
+  run_cli(*common)
+  _, stderr = watcher.communicate(timeout=300)
+  assert watcher.returncode == 0, stderr[-2000:]
+  assert os.path.exists(os.path.join(workdir, 'eval', 'step_0000040.json'))
+  steps = [r['step'] for r in read_metrics(workdir, 'eval')]
+  assert steps[-1] == 40 and steps == sorted(set(steps))
