@@ -125,6 +125,10 @@ def compare(features: np.ndarray, logits: np.ndarray, reference: dict[str, np.nd
             metrics: tuple[str, ...], seed: int) -> dict[str, float]:
   """The `metrics` of features [N, D] (and logits [N, K], for the Inception Score) against
   reference statistics."""
+  for name, array in (('sample', features), ('reference', reference['features'])):
+    if not np.isfinite(array).all():
+      raise UserError(f'the feature network gave non-finite {name} features '
+                      f'({np.sum(~np.isfinite(array))} values): check its weights')
   results = {}
   if 'fid' in metrics:
     mu, sigma = sample_quality.gaussian_statistics(features)

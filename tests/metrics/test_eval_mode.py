@@ -1,6 +1,7 @@
 """--mode=eval with sample-quality metrics: protocol, cached reference statistics, and an
 evaluation killed half-way that resumes to the same numbers."""
 
+import hashlib
 import os
 import shutil
 import signal
@@ -8,10 +9,17 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from tests.conftest import REPO, digits_args, read_json, read_metrics, run_cli
+from tests.metrics.test_inception import (  # noqa: F401  (torch_stand_ins is a fixture)
+  random_fid_variables,
+  to_torchvision_names,
+  torch_stand_ins,
+  write_state_dict,
+)
 
 
 @pytest.fixture(scope='module')
@@ -131,3 +139,40 @@ def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir)
   assert os.path.exists(os.path.join(workdir, 'eval', 'step_0000040.json'))
   steps = [r['step'] for r in read_metrics(workdir, 'eval')]
   assert steps[-1] == 40 and steps == sorted(set(steps))
+
+
+def scaled_fid_variables():
+  """Random FID-Inception variables whose activations stay finite: He-scaled kernels,
+  BatchNorm as the identity."""
+  def leaf(path, x):
+    name = path[-1].key
+    if name == 'kernel':
+      return (x * np.sqrt(2.0 / np.prod(x.shape[:-1]))).astype(np.float32)
+    return np.full_like(x, 1.0 if name in ('var', 'scale') else 0.0)
+  return jax.tree_util.tree_map_with_path(leaf, random_fid_variables())
+
+
+@pytest.mark.usefixtures('torch_stand_ins')
+def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_path):
+  """inception_v3_fid end to end: a (random) weights file in pytorch-fid's format, 8x8
+  digits resized to 299, the file's hash and the resizing in the protocol."""
+  root, classifier, vae = runs
+  weights = str(tmp_path / 'pt_inception.pth')
+  write_state_dict(weights, to_torchvision_names(scaled_fid_variables()))
+  workdir = str(tmp_path / 'vae')
+  shutil.copytree(vae, workdir, ignore=shutil.ignore_patterns('eval'))
+  run_cli(*digits_args(workdir, tfds_dir, '--mode=eval', '--config.train.num_steps=40',
+                       '--config.eval.num_examples=0', '--config.eval.batch_size=10',
+                       '--config.eval.num_samples=20', '--config.eval.reference_num=20',
+                       "--config.eval.metrics=('fid','inception_score')",
+                       '--config.eval.features=inception_v3_fid',
+                       f'--config.eval.inception_weights={weights}',
+                       f'--config.eval.reference_dir={tmp_path / "reference"}'))
+  result = read_json(os.path.join(workdir, 'eval', 'step_0000040.json'))
+  assert np.isfinite(result['fid']) and result['fid'] > 0
+  assert result['inception_score'] >= 1.0
+  protocol = result['protocol']
+  assert protocol['feature_dim'] == 2048 and protocol['feature_image_size'] == 299
+  assert protocol['resize'].startswith('8 -> 299: bilinear, half-pixel, no antialiasing')
+  with open(weights, 'rb') as f:
+    assert protocol['weights_sha256'] == hashlib.sha256(f.read()).hexdigest()

@@ -410,6 +410,18 @@ def to_torchvision_names(variables) -> dict[str, np.ndarray]:
   return state
 
 
+def write_state_dict(path, state: dict[str, np.ndarray]) -> None:
+  """Writes `state` as torch.save would, in the zip format (needs `torch_stand_ins`)."""
+  storages, tensors = [], collections.OrderedDict()
+  for i, (name, value) in enumerate(state.items()):
+    value = np.array(value, order='C')
+    type_name = 'LongStorage' if value.dtype == np.int64 else 'FloatStorage'
+    storages.append(Storage(type_name=type_name, key=str(i), data=value.ravel()))
+    strides = tuple(s // value.itemsize for s in value.strides)
+    tensors[name] = Tensor(storages[-1], 0, value.shape, strides)
+  write_zip_pth(path, tensors, storages)
+
+
 def random_fid_variables():
   like = inception.abstract_variables(inception.fid_inception())
   rng = np.random.default_rng(6)
@@ -440,15 +452,8 @@ def test_pytorch_fid_names_map_onto_the_flax_tree(tmp_path, torch_stand_ins):
     torch_weights.to_flax_variables({**state, 'fc.bias': np.zeros(1000)}, like)
 
   # The whole file, written as torch's zip format, through the public loader.
-  storages, tensors = [], collections.OrderedDict()
-  for i, (name, value) in enumerate(state.items()):
-    value = np.array(value, order='C')
-    type_name = 'LongStorage' if value.dtype == np.int64 else 'FloatStorage'
-    storages.append(Storage(type_name=type_name, key=str(i), data=value.ravel()))
-    strides = tuple(s // value.itemsize for s in value.strides)
-    tensors[name] = Tensor(storages[-1], 0, value.shape, strides)
   path = tmp_path / 'pt_inception.pth'
-  write_zip_pth(path, tensors, storages)
+  write_state_dict(path, state)
   loaded, apply = inception.load_inception_fid(str(path))
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
   shapes = jax.eval_shape(apply, loaded, jax.ShapeDtypeStruct((3, 32, 32, 1), jnp.float32))
