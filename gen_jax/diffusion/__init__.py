@@ -1,0 +1,1 @@
+"""Diffusion maths in pure jnp (no Flax): schedules, forward process, posteriors, samplers."""
