@@ -1,0 +1,100 @@
+"""DDPM ancestral and DDIM samplers, each one compiled `lax.scan` over the timesteps.
+
+`eps_fn(x_t [B, ...], t [B]) -> predicted noise [B, ...]`. Every sample has its own key:
+its start x_T and the noise of each step come from fold_in(key, t), so a sample does not
+depend on its batch or on the number of devices.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax.diffusion.schedules import Schedule, x0_from_eps
+
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
+SPACINGS = ('uniform', 'trailing', 'quadratic')
+
+
+def _noise(keys: jax.Array, step: jax.Array | int, shape: tuple[int, ...]) -> jax.Array:
+  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape))(keys)
+
+
+def _maybe_clip(x0: jax.Array, clip: bool) -> jax.Array:
+  return jnp.clip(x0, -1.0, 1.0) if clip else x0
+
+
+def ddpm_sample(eps_fn: EpsFn, s: Schedule, keys: jax.Array, shape: tuple[int, ...],
+                variance: str = 'small', clip: bool = True) -> jax.Array:
+  """Ancestral sampling through all T steps: x_{t-1} ~ N(mu(x_t, x0_hat), var_t).
+
+  variance: 'small' (the posterior variance, beta~_t) or 'large' (beta_t, with beta~_1 at
+  t = 0 as in the reference code). Returns x_0 [B, *shape].
+  """
+  if variance == 'small':
+    log_var = s.posterior_log_variance_clipped
+  elif variance == 'large':
+    log_var = jnp.log(jnp.append(s.posterior_variance[1], s.betas[1:]))
+  else:
+    raise ValueError(f"variance {variance!r}: expected 'small' or 'large'")
+  t_max = s.num_steps
+
+  def step(x, t):
+    tb = jnp.full((x.shape[0],), t)
+    x0 = _maybe_clip(x0_from_eps(s, x, tb, eps_fn(x, tb)), clip)
+    mean = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * x
+    noise = jnp.where(t > 0, jnp.exp(0.5 * log_var[t]), 0.0) * _noise(keys, t, shape)
+    return mean + noise, None
+
+  x_t = _noise(keys, t_max, shape)
+  x0, _ = jax.lax.scan(step, x_t, jnp.arange(t_max - 1, -1, -1))
+  return x0
+
+
+def timesteps(num_train_steps: int, num_steps: int, spacing: str) -> np.ndarray:
+  """The `num_steps` timesteps a strided sampler visits, ascending, in [0, T).
+
+  uniform: 0, T/S, 2T/S, ... (DDIM's linear selection); trailing: ..., T-1 (Lin et al. 2023,
+  ending at the last timestep); quadratic: (i * sqrt(0.8 T) / (S-1))^2 (DDIM on CIFAR-10).
+  """
+  t, n = num_train_steps, num_steps
+  if not 1 <= n <= t:
+    raise ValueError(f'sample.steps={n}: expected 1 to {t}')
+  if spacing == 'uniform':
+    out = np.arange(n) * t // n
+  elif spacing == 'trailing':
+    out = np.round(np.arange(t, 0, -t / n)).astype(np.int64)[::-1] - 1
+  elif spacing == 'quadratic':
+    out = (np.linspace(0, np.sqrt(t * 0.8), n) ** 2).astype(np.int64)
+  else:
+    raise ValueError(f'sample.spacing={spacing!r}: expected one of {SPACINGS}')
+  if len(np.unique(out)) != n:
+    raise ValueError(f'{spacing} spacing of {n} steps over {t} repeats timesteps')
+  return out
+
+
+def ddim_sample(eps_fn: EpsFn, s: Schedule, keys: jax.Array, shape: tuple[int, ...],
+                steps: np.ndarray, eta: float = 0.0, clip: bool = True) -> jax.Array:
+  """DDIM (Song et al. 2021) over the ascending timesteps `steps`, visited in reverse; each
+  step goes from steps[i] to steps[i - 1] (to 'before 0', alphas_cumprod = 1, at i = 0).
+  eta = 0: deterministic; eta = 1: the DDPM posterior variance. Returns x_0 [B, *shape]."""
+  steps = jnp.asarray(steps)
+  prev_steps = jnp.concatenate([jnp.array([-1]), steps[:-1]])
+
+  def step(x, ts):
+    t, t_prev = ts
+    tb = jnp.full((x.shape[0],), t)
+    eps = eps_fn(x, tb)
+    x0 = _maybe_clip(x0_from_eps(s, x, tb, eps), clip)
+    if clip:  # the noise direction consistent with the clipped x0
+      eps = (x - jnp.sqrt(s.alphas_cumprod[t]) * x0) / jnp.sqrt(1 - s.alphas_cumprod[t])
+    abar, abar_prev = s.alphas_cumprod[t], jnp.where(t_prev >= 0, s.alphas_cumprod[t_prev], 1.0)
+    sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
+    x = (jnp.sqrt(abar_prev) * x0 + jnp.sqrt(jnp.maximum(1 - abar_prev - sigma ** 2, 0)) * eps
+         + sigma * _noise(keys, t, shape))
+    return x, None
+
+  x_t = _noise(keys, s.num_steps, shape)
+  x0, _ = jax.lax.scan(step, x_t, (steps[::-1], prev_steps[::-1]))
+  return x0

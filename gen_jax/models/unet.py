@@ -1,0 +1,101 @@
+"""The DDPM UNet of Ho et al. (2020), as in their reference code (diffusion_tf/models/unet.py).
+
+Wide-ResNet blocks with GroupNorm(32) + SiLU and an added projection of the timestep
+embedding, self-attention at the resolutions in `attn_resolutions`, 3x3 stride-2 conv
+downsampling, nearest-neighbour x2 + 3x3 conv upsampling, skip connections from every
+down-path block to the up path. The CIFAR-10 model (ch 128, ch_mult (1, 2, 2, 2), 2 blocks,
+attention at 16x16) has 35.7M parameters.
+"""
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+
+def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
+  """Sinusoidal embedding of timesteps t [B] -> [B, dim], as in the reference code (and the
+  Transformer): sin and cos of t * exp(-log(10000) * i / (dim/2 - 1))."""
+  half = dim // 2
+  frequencies = jnp.exp(-math.log(10000.0) * jnp.arange(half) / (half - 1))
+  angles = t.astype(jnp.float32)[:, None] * frequencies[None]
+  embedding = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=1)
+  return jnp.pad(embedding, ((0, 0), (0, dim % 2)))
+
+
+def _norm() -> nn.GroupNorm:
+  return nn.GroupNorm(num_groups=32, epsilon=1e-6)
+
+
+class ResnetBlock(nn.Module):
+  """x [B, H, W, C], temb [B, E] -> [B, H, W, out_ch]."""
+  out_ch: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
+    h = nn.Conv(self.out_ch, (3, 3), name='conv1')(nn.silu(_norm()(x)))
+    h = h + nn.Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
+    h = nn.silu(_norm()(h))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = nn.Conv(self.out_ch, (3, 3), name='conv2')(h)
+    if x.shape[-1] != self.out_ch:
+      x = nn.Dense(self.out_ch, name='nin_shortcut')(x)
+    return x + h
+
+
+class AttnBlock(nn.Module):
+  """Single-head self-attention over all positions: [B, H, W, C] -> [B, H, W, C]."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    y = _norm()(x)
+    q, k, v = (nn.Dense(c, name=name)(y).reshape(b, h * w, c) for name in ('q', 'k', 'v'))
+    weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c), axis=-1)
+    out = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, h, w, c)
+    return x + nn.Dense(c, name='proj_out')(out)
+
+
+class UNet(nn.Module):
+  """x_t [B, H, W, C], t [B] -> [B, H, W, out_ch] (e.g. the predicted noise)."""
+  ch: int = 128
+  ch_mult: Sequence[int] = (1, 2, 2, 2)
+  num_res_blocks: int = 2
+  attn_resolutions: Sequence[int] = (16,)
+  dropout: float = 0.1
+  out_ch: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, train: bool = False) -> jax.Array:
+    temb = timestep_embedding(t, self.ch)
+    temb = nn.Dense(4 * self.ch, name='temb_dense0')(temb)
+    temb = nn.Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
+
+    hs = [nn.Conv(self.ch, (3, 3), name='conv_in')(x)]
+    for level, mult in enumerate(self.ch_mult):
+      for _ in range(self.num_res_blocks):
+        h = ResnetBlock(self.ch * mult, self.dropout)(hs[-1], temb, train)
+        if h.shape[1] in self.attn_resolutions:
+          h = AttnBlock()(h)
+        hs.append(h)
+      if level != len(self.ch_mult) - 1:
+        hs.append(nn.Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2))(hs[-1]))
+
+    h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train)
+    h = AttnBlock()(h)
+    h = ResnetBlock(h.shape[-1], self.dropout)(h, temb, train)
+
+    for level, mult in reversed(list(enumerate(self.ch_mult))):
+      for _ in range(self.num_res_blocks + 1):
+        h = ResnetBlock(self.ch * mult, self.dropout)(
+            jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
+        if h.shape[1] in self.attn_resolutions:
+          h = AttnBlock()(h)
+      if level != 0:
+        b, hh, ww, c = h.shape
+        h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), 'nearest')
+        h = nn.Conv(c, (3, 3))(h)
+    return nn.Conv(self.out_ch, (3, 3), name='conv_out')(nn.silu(_norm()(h)))
