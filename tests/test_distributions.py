@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import integrate, stats
 
 from gen_jax import distributions
@@ -51,3 +52,28 @@ def test_discretized_logistic_matches_cdf_differences():
                                                           mean, -3.0)
   mask = expected > 1e-30
   np.testing.assert_allclose(got[mask], np.log(expected[mask]), rtol=2e-4, atol=2e-4)
+
+
+def test_gaussian_kl_matches_quadrature():
+  for m1, v1, m2, v2 in [(0.3, 0.5, -0.2, 2.0), (1.0, 1.0, 1.0, 1.0), (0.0, 3.0, 0.5, 0.25)]:
+    p, q = stats.norm(m1, np.sqrt(v1)), stats.norm(m2, np.sqrt(v2))
+    expected = integrate.quad(lambda z, p=p, q=q: p.pdf(z) * (p.logpdf(z) - q.logpdf(z)),
+                              m1 - 15 * np.sqrt(v1), m1 + 15 * np.sqrt(v1))[0]
+    got = distributions.gaussian_kl(m1, np.log(v1), m2, np.log(v2))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_discretized_gaussian_matches_cdf_differences_and_sums_to_one():
+  bins = np.linspace(-1.0, 1.0, 256)
+  for mean, log_scale in [(0.2, -3.0), (-0.95, -5.0), (0.0, 0.0)]:
+    dist = stats.norm(mean, np.exp(log_scale))
+    # float64, each bin from the side of its smaller tail (sf above the mean), so the
+    # reference itself does not cancel.
+    expected = np.where(bins > mean, dist.sf(bins - 1 / 255) - dist.sf(bins + 1 / 255),
+                        dist.cdf(bins + 1 / 255) - dist.cdf(bins - 1 / 255))
+    expected[0], expected[-1] = dist.cdf(bins[0] + 1 / 255), dist.sf(bins[-1] - 1 / 255)
+    got = distributions.discretized_gaussian_log_likelihood(jnp.asarray(bins, jnp.float32),
+                                                            mean, log_scale)
+    assert float(jnp.sum(jnp.exp(got))) == pytest.approx(1.0, rel=1e-4)
+    mask = expected > 1e-30
+    np.testing.assert_allclose(got[mask], np.log(expected[mask]), rtol=1e-3, atol=1e-3)
