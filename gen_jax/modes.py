@@ -99,8 +99,9 @@ def summary(config: ConfigDict, workdir: str) -> dict:
   params = exp.abstract_state.params
   rows = [(jax.tree_util.keystr(path, simple=True, separator='/'), leaf.shape)
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
-  networks = {name: sum(math.prod(x.shape) for x in jax.tree.leaves(sub))
-              for name, sub in params.items()}
+  count = lambda tree: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))  # noqa: E731
+  networks = ({name: count(params[name]) for name in exp.family.networks}
+              or {'model': count(params)})
   result = {'num_params': sum(networks.values()), 'networks': networks}
   width = max(len(name) for name, _ in rows)
   lines = [f'{name:<{width}}  {str(shape):<20} {math.prod(shape):>12,}' for name, shape in rows]

@@ -26,3 +26,22 @@ def test_one_and_eight_devices_agree(tmp_path, tfds_dir, optimizer, lr):
   # Training moved the parameters far more than the runs differ: the check is not vacuous.
   initial = flat_params(run_experiment(workdir).init())
   assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])
+
+
+def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
+  """Per-example timesteps, noise and dropout masks: the same update on any device count."""
+  params = {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / f'devices{devices}')
+    run_cli('--config=configs/ddpm_digits.py', f'--workdir={workdir}',
+            f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
+            '--config.model.dropout=0.1', '--config.train.num_steps=10',
+            '--config.sample.every_steps=0', '--config.data.random_flip=True',
+            '--config.eval.batch_size=96', devices=devices)
+    state, step = restore_run(workdir)
+    assert step == 10
+    params[devices] = flat_params(state)
+  relative = np.linalg.norm(params[1] - params[8]) / np.linalg.norm(params[1])
+  assert relative <= 1e-5, f'1 vs 8 devices differ by {relative:.2e} (relative l2)'
+  initial = flat_params(run_experiment(workdir).init())
+  assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])

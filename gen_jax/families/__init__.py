@@ -23,6 +23,8 @@ class Family(NamedTuple):
   reconstruct(params, images [b, H, W, C]) -> images, or None where it means nothing
   features(params, images [b, H, W, C]) -> (features [b, D], logits [b, K]), or None: a
       feature network for sample-quality metrics
+  networks: the top-level parameter sub-trees that are networks of their own (summary
+      counts each); () for one network
   """
   name: str
   init: Callable[..., Any]
@@ -31,12 +33,13 @@ class Family(NamedTuple):
   sample: Callable[..., Any] | None
   reconstruct: Callable[..., Any] | None = None
   features: Callable[..., Any] | None = None
+  networks: tuple[str, ...] = ()
 
 
 def get_family(config: ConfigDict) -> Family:
   """Returns the family that `config.family` names, built from `config`."""
-  from gen_jax.families import classifier, vae  # pylint: disable=g-import-not-at-top
-  makers = {'vae': vae.make, 'classifier': classifier.make}
+  from gen_jax.families import classifier, ddpm, vae  # pylint: disable=g-import-not-at-top
+  makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make}
   if config.family not in makers:
     raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
   return makers[config.family](config)

@@ -124,4 +124,5 @@ def make(config: ConfigDict) -> Family:
   def reconstruct(params, images):
     return mean_image(model.apply({'params': params}, images))
 
-  return Family('vae', init, train_step, eval_step, sample, reconstruct)
+  return Family('vae', init, train_step, eval_step, sample, reconstruct,
+                networks=('encoder', 'decoder'))

@@ -1,0 +1,64 @@
+"""DDPM family: the paper's model size from its config, training, sampling, bits/dim, errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gen_jax.errors import UserError
+from gen_jax.families import get_family
+from tests.families.test_vae import digit_batch, load_config, train
+
+
+def digits_ddpm(tfds_dir, **diffusion):
+  config = load_config('ddpm_digits')
+  config.data.data_dir = tfds_dir
+  config.data.batch_size = 32
+  config.diffusion.update(diffusion)
+  return config
+
+
+def test_cifar10_config_builds_the_papers_35_7m_model():
+  family = get_family(load_config('ddpm_cifar10'))
+  state = jax.eval_shape(family.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  assert sum(math.prod(x.shape) for x in jax.tree.leaves(state.params)) == 35_746_307
+
+
+@pytest.mark.parametrize('prediction,gamma', [('eps', 0.0), ('v', 5.0)])
+def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
+  config = digits_ddpm(tfds_dir, prediction=prediction, min_snr_gamma=gamma)
+  config.optim.ema_decay = 0.0
+  family = get_family(config)
+  batch = digit_batch(config, 32)
+  before = family.eval_step(family.init(jax.random.key(config.seed), batch['image']), batch,
+                            jax.random.key(3))
+  state, history = train(config, 150)
+  losses = [m['loss'] for m in history]
+  assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
+  after = family.eval_step(state, batch, jax.random.key(3))
+  assert float(jnp.mean(after['bpd'])) < float(jnp.mean(before['bpd']))
+  images = family.sample(state.ema_params, jax.random.key(4), jnp.arange(3))
+  assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
+
+
+def test_samples_follow_their_ids(tfds_dir):
+  config = digits_ddpm(tfds_dir)
+  family = get_family(config)
+  params = family.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))).params
+  whole = family.sample(params, jax.random.key(1), jnp.arange(4))
+  part = family.sample(params, jax.random.key(1), jnp.arange(2, 4))
+  np.testing.assert_allclose(whole[2:], part, atol=1e-5)
+
+
+@pytest.mark.parametrize('section,key,value,message', [
+    ('diffusion', 'prediction', 'score', "diffusion.prediction='score'"),
+    ('sample', 'sampler', 'euler', "sample.sampler='euler'"),
+    ('sample', 'steps', 5000, 'sample.steps=5000: expected 1 to 200'),
+])
+def test_bad_values_are_clear_errors(tfds_dir, section, key, value, message):
+  config = digits_ddpm(tfds_dir)
+  config[section][key] = value
+  with pytest.raises(UserError, match=message):
+    get_family(config)
