@@ -1,5 +1,6 @@
 """1 device and 8 devices train to the same parameters, with SGD (no normalisation that could
-hide a wrong gradient scale) and with Adam, with binarization and flips drawn per example."""
+hide a wrong gradient scale) and with Adam, with binarization, flips, diffusion timesteps and
+dropout masks drawn per example."""
 
 import numpy as np
 import pytest
@@ -7,19 +8,14 @@ import pytest
 from tests.conftest import digits_args, flat_params, restore_run, run_cli, run_experiment
 
 
-@pytest.mark.parametrize('optimizer,lr', [('sgd', '0.05'), ('adam', '0.001')])
-def test_one_and_eight_devices_agree(tmp_path, tfds_dir, optimizer, lr):
+def assert_same_training_on_1_and_8_devices(tmp_path, make_args, num_steps):
+  """Runs the CLI with make_args(workdir) on 1 and on 8 devices and compares the parameters."""
   params = {}
   for devices in (1, 8):
     workdir = str(tmp_path / f'devices{devices}')
-    run_cli(*digits_args(workdir, tfds_dir, f'--config.optim.name={optimizer}',
-                         f'--config.optim.learning_rate={lr}', '--config.train.num_steps=20',
-                         '--config.data.batch_size=32', '--config.sample.every_steps=0',
-                         '--config.eval.every_steps=0', '--config.data.random_flip=True',
-                         '--config.data.binarize=True', '--config.model.likelihood=bernoulli'),
-            devices=devices)
+    run_cli(*make_args(workdir), f'--config.train.num_steps={num_steps}', devices=devices)
     state, step = restore_run(workdir)
-    assert step == 20
+    assert step == num_steps
     params[devices] = flat_params(state)
   relative = np.linalg.norm(params[1] - params[8]) / np.linalg.norm(params[1])
   assert relative <= 1e-5, f'1 vs 8 devices differ by {relative:.2e} (relative l2)'
@@ -28,20 +24,18 @@ def test_one_and_eight_devices_agree(tmp_path, tfds_dir, optimizer, lr):
   assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])
 
 
+@pytest.mark.parametrize('optimizer,lr', [('sgd', '0.05'), ('adam', '0.001')])
+def test_vae_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, optimizer, lr):
+  assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: digits_args(
+      workdir, tfds_dir, f'--config.optim.name={optimizer}', f'--config.optim.learning_rate={lr}',
+      '--config.data.batch_size=32', '--config.sample.every_steps=0',
+      '--config.eval.every_steps=0', '--config.data.random_flip=True',
+      '--config.data.binarize=True', '--config.model.likelihood=bernoulli'), num_steps=20)
+
+
 def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
-  """Per-example timesteps, noise and dropout masks: the same update on any device count."""
-  params = {}
-  for devices in (1, 8):
-    workdir = str(tmp_path / f'devices{devices}')
-    run_cli('--config=configs/ddpm_digits.py', f'--workdir={workdir}',
-            f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
-            '--config.model.dropout=0.1', '--config.train.num_steps=10',
-            '--config.sample.every_steps=0', '--config.data.random_flip=True',
-            '--config.eval.batch_size=96', devices=devices)
-    state, step = restore_run(workdir)
-    assert step == 10
-    params[devices] = flat_params(state)
-  relative = np.linalg.norm(params[1] - params[8]) / np.linalg.norm(params[1])
-  assert relative <= 1e-5, f'1 vs 8 devices differ by {relative:.2e} (relative l2)'
-  initial = flat_params(run_experiment(workdir).init())
-  assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])
+  assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: [
+      '--config=configs/ddpm_digits.py', f'--workdir={workdir}',
+      f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
+      '--config.model.dropout=0.1', '--config.sample.every_steps=0',
+      '--config.data.random_flip=True', '--config.eval.batch_size=96'], num_steps=10)
