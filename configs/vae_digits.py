@@ -4,8 +4,8 @@
 
 Data: 1,500 train / 297 test digits (16 grey levels scaled to 0..255), discretized-logistic
 likelihood on [-1, 1]. Runtime: about 30 s on 2 CPU cores (2,000 steps of batch 64 at
-150-210 steps/s, start-up and four evaluations). Expected: sample grids of recognisable 8x8 digits in
-runs/vae_digits/samples/, and a test NLL (importance-weighted, k=100, all 297 test digits)
+150-210 steps/s, start-up and four evaluations). Expected: sample grids of recognisable 8x8
+digits in runs/vae_digits/samples/, and a test NLL (importance-weighted, k=100, all 297 test digits)
 of about 157 nats (3.5 bits/dim) at step 2,000; longer training overfits 1,500 digits.
 """
 
