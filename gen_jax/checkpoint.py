@@ -124,14 +124,22 @@ class Checkpointer:
     self._manager.close()
 
 
-def restore_latest(workdir: str, abstract_state: Any, family: str) -> tuple[Any, int]:
-  """Returns (state, step) of the newest checkpoint in `workdir`/checkpoints, opened
-  read-only; a UserError if there is none or it belongs to another model."""
+def latest_step(directory: str) -> int | None:
+  """The newest finished checkpoint in `directory` (read-only; None if none or no folder)."""
+  if not os.path.isdir(directory):
+    return None
+  return Checkpointer(directory, read_only=True).latest_step()
+
+
+def restore_checkpoint(workdir: str, abstract_state: Any, family: str,
+                       step: int | None = None) -> tuple[Any, int]:
+  """Returns (state, step) of checkpoint `step` (None: the newest) in `workdir`/checkpoints,
+  opened read-only; a UserError if there is none or it belongs to another model."""
   directory = os.path.join(workdir, 'checkpoints')
-  checkpointer = Checkpointer(directory, read_only=True) if os.path.isdir(directory) else None
-  step = checkpointer and checkpointer.latest_step()
+  step = latest_step(directory) if step is None else step
   if step is None:
     raise UserError(f'no checkpoint in {directory}: run --mode=train first')
+  checkpointer = Checkpointer(directory, read_only=True)
   checkpointer.check_compatible(step, abstract_state, family)
   state, _ = checkpointer.restore(step, abstract_state)
   checkpointer.close()

@@ -12,7 +12,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluate, images
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer, restore_latest
+from gen_jax.checkpoint import latest_step, restore_checkpoint
 from gen_jax.errors import UserError
 from gen_jax.metric_writer import MetricWriter
 
@@ -21,10 +21,7 @@ log = logging.getLogger(__name__)
 
 def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> dict:
   """Evaluates checkpoint `step`: eval/step_N.json (metrics + protocol), a metrics line."""
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  checkpointer.check_compatible(step, exp.abstract_state, exp.family.name)
-  state, _ = checkpointer.restore(step, exp.abstract_state)
-  checkpointer.close()
+  state, _ = restore_checkpoint(workdir, exp.abstract_state, exp.family.name, step)
   path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
   progress = path.replace('.json', '.progress.npz')
   if jax.process_index() == 0:
@@ -54,8 +51,7 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
   directory = os.path.join(workdir, 'checkpoints')
   metrics, evaluated = {}, None
   while True:
-    step = (Checkpointer(directory, read_only=True).latest_step()
-            if os.path.isdir(directory) else None)
+    step = latest_step(directory)
     if step is None and not config.eval.watch:
       raise UserError(f'no checkpoint in {directory}: run --mode=train first')
     done = step is not None and os.path.exists(
@@ -77,7 +73,7 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   exp = experiment_lib.build(config)
   if exp.sample is None:
     raise UserError(f'family {config.family!r} does not generate samples')
-  state, step = restore_latest(workdir, exp.abstract_state, exp.family.name)
+  state, step = restore_checkpoint(workdir, exp.abstract_state, exp.family.name)
   batch = config.eval.batch_size
   chunks = [experiment_lib.generate(exp, state.ema_params, exp.keys.sample,
                                     min(batch, config.sample.num - start), start)

@@ -15,7 +15,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluate, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer
+from gen_jax.checkpoint import Checkpointer, latest_step
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.metric_writer import MetricWriter
@@ -66,12 +66,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
     pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
   directory = os.path.join(workdir, 'checkpoints')
-  latest = None
-  if os.path.isdir(directory):
-    reader = Checkpointer(directory, read_only=True)
-    latest = reader.latest_step()
-    if latest is not None:
-      reader.check_compatible(latest, exp.abstract_state, exp.family.name, config)
+  latest = latest_step(directory)
+  if latest is not None:
+    Checkpointer(directory, read_only=True).check_compatible(
+        latest, exp.abstract_state, exp.family.name, config)
   # Every check passed: only now is anything written to the workdir.
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
