@@ -30,14 +30,15 @@ def likelihood_metrics(exp: Experiment, state: Any) -> dict[str, float]:
   return {k: float(v) / count for k, v in totals.items()} | {'num_examples': count}
 
 
-def evaluate(exp: Experiment, state: Any, progress_path: str | None = None
+def evaluate(exp: Experiment, state: Any, progress_dir: str | None = None
              ) -> tuple[dict[str, float], dict]:
-  """Returns (metrics, protocol of the sample metrics, {} if none)."""
+  """Returns (metrics, protocol of the sample metrics, {} if none); `progress_dir` keeps
+  the sample metrics' finished batches (see metrics.evaluator.sample_features)."""
   metrics, protocol = {}, {}
   if exp.config.eval.num_examples:
     metrics = likelihood_metrics(exp, state)
   if exp.config.eval.metrics:
-    sample_results, protocol = evaluator.sample_metrics(exp, state.ema_params, progress_path)
+    sample_results, protocol = evaluator.sample_metrics(exp, state.ema_params, progress_dir)
     metrics |= sample_results
   return metrics, protocol
 

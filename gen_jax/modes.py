@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 
 import jax
@@ -23,7 +24,7 @@ def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> d
   """Evaluates checkpoint `step`: eval/step_N.json (metrics + protocol), a metrics line."""
   state, _ = restore_checkpoint(workdir, exp.abstract_state, exp.family.name, step)
   path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
-  progress = path.replace('.json', '.progress.npz')
+  progress = path.replace('.json', '.progress')
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
   metrics, protocol = evaluate.evaluate(exp, state, progress)
@@ -34,8 +35,7 @@ def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> d
     writer = MetricWriter(workdir, is_primary=True)
     writer.write_scalars(step, 'eval', metrics)
     writer.close()
-    if os.path.exists(progress):
-      os.remove(progress)
+    shutil.rmtree(progress, ignore_errors=True)
   log.info('Eval of step %d: %s', step, metrics)
   return metrics
 

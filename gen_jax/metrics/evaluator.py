@@ -1,8 +1,8 @@
 """Sample-quality evaluation: N samples embedded by a feature network and compared with
 cached reference statistics, every number returned with the protocol that produced it.
 
-Generation is resumable: after each batch the features so far are saved atomically to a
-progress file, and a restarted evaluation continues from the finished batches. Sample `i`
+Generation is resumable: each batch's features are saved atomically to a file of their own
+in a progress folder, and a restarted evaluation continues after the finished batches. Sample `i`
 always uses key fold_in(eval key, i), so an interrupted evaluation gives the same numbers.
 """
 
@@ -97,28 +97,33 @@ def reference_statistics(exp: Experiment, net: FeatureNet, embed, split: str,
   return stats
 
 
-def sample_features(exp: Experiment, params: Any, embed, progress_path: str | None
+def _batch_path(progress_dir: str, start: int, batch: int) -> str:
+  return os.path.join(progress_dir, f'samples_{start:09d}_{batch}.npz')
+
+
+def sample_features(exp: Experiment, params: Any, embed, progress_dir: str | None
                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Features and logits of samples 0 .. eval.num_samples - 1, resuming from and saving to
-  `progress_path` (None: no progress file)."""
+  """Features and logits of samples 0 .. eval.num_samples - 1. Each batch is saved to its
+  own file in `progress_dir` (None: nothing saved), and batches found there are reused."""
   c = exp.config
   num, batch = c.eval.num_samples, c.eval.batch_size
-  features = np.zeros((0, 0), np.float32)
-  logits = np.zeros((0, 0), np.float32)
-  if progress_path and os.path.exists(progress_path):
-    saved = _load(progress_path)
-    if int(saved['num_samples']) == num and int(saved['batch_size']) == batch:
-      features, logits = saved['features'], saved['logits']
+  if progress_dir and jax.process_index() == 0:
+    os.makedirs(progress_dir, exist_ok=True)
   ids = jax.sharding.NamedSharding(exp.mesh, BATCH)
-  for start in range(len(features), num, batch):
-    sample_ids = jax.device_put(np.arange(start, start + batch, dtype=np.int32), ids)
-    f, lg = embed(exp.sample(params, exp.keys.eval, sample_ids))
-    features = f if not len(features) else np.concatenate([features, f])
-    logits = lg if not len(logits) else np.concatenate([logits, lg])
-    if progress_path:
-      _save_atomically(progress_path, features=features, logits=logits,
-                       num_samples=np.int64(num), batch_size=np.int64(batch))
-  return features[:num], logits[:num]
+  features, logits = [], []
+  for start in range(0, num, batch):
+    path = progress_dir and _batch_path(progress_dir, start, batch)
+    if path and os.path.exists(path):
+      saved = _load(path)
+      f, lg = saved['features'], saved['logits']
+    else:
+      sample_ids = jax.device_put(np.arange(start, start + batch, dtype=np.int32), ids)
+      f, lg = embed(exp.sample(params, exp.keys.eval, sample_ids))
+      if path:
+        _save_atomically(path, features=f, logits=lg)
+    features.append(f)
+    logits.append(lg)
+  return np.concatenate(features)[:num], np.concatenate(logits)[:num]
 
 
 def compare(features: np.ndarray, logits: np.ndarray, reference: dict[str, np.ndarray],
@@ -147,7 +152,7 @@ def compare(features: np.ndarray, logits: np.ndarray, reference: dict[str, np.nd
   return results
 
 
-def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = None
+def sample_metrics(exp: Experiment, params: Any, progress_dir: str | None = None
                    ) -> tuple[dict[str, float], dict]:
   """Returns ({metric: value}, protocol) for the metrics in `eval.metrics`."""
   c = exp.config
@@ -163,7 +168,7 @@ def sample_metrics(exp: Experiment, params: Any, progress_path: str | None = Non
   net = load_feature_net(c.eval.features, c.eval.inception_weights)
   embed = embedder(exp, net)
   reference = reference_statistics(exp, net, embed, c.data.eval_split, c.eval.reference_num)
-  features, logits = sample_features(exp, params, embed, progress_path)
+  features, logits = sample_features(exp, params, embed, progress_dir)
   results = compare(features, logits, reference, c.eval.metrics, c.seed)
   protocol = {'features': net.spec, 'weights_sha256': net.weights_sha256,
               'feature_dim': int(features.shape[1]), 'num_samples': int(len(features)),
