@@ -29,7 +29,7 @@ def main(_):
   c = _CONFIG.value
   exp = experiment.build(c)
   net = load_feature_net(c.eval.features, c.eval.inception_weights)
-  embed = evaluator.embedder(exp, net)
+  embed = evaluator.embedder(exp.mesh, net)
   reference = evaluator.reference_statistics(exp, net, embed, c.data.eval_split,
                                              c.eval.reference_num)
   real = evaluator.reference_statistics(exp, net, embed, _SPLIT.value, _NUM.value)

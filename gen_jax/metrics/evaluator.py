@@ -27,10 +27,10 @@ METRICS = ('fid', 'kid', 'precision_recall', 'inception_score')
 KID_SUBSETS, KID_SUBSET_SIZE, PR_K = 100, 1000, 3
 
 
-def embedder(exp: Experiment, net: FeatureNet) -> Callable[[jax.Array], tuple]:
+def embedder(mesh: jax.sharding.Mesh, net: FeatureNet) -> Callable[[jax.Array], tuple]:
   """Returns images [B, H, W, C] in [-1, 1] (sharded) -> host (features, logits)."""
-  mapped = parallel.data_parallel(net.apply, exp.mesh, (REPLICATED, BATCH), (BATCH, BATCH))
-  params = jax.device_put(net.params, parallel.replicated(exp.mesh))
+  mapped = parallel.data_parallel(net.apply, mesh, (REPLICATED, BATCH), (BATCH, BATCH))
+  params = jax.device_put(net.params, parallel.replicated(mesh))
 
   def run(images):
     return tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float32)
@@ -166,7 +166,7 @@ def sample_metrics(exp: Experiment, params: Any, progress_dir: str | None = None
     raise UserError(f'eval.num_samples={c.eval.num_samples} must divide by '
                     f'eval.batch_size={c.eval.batch_size}')
   net = load_feature_net(c.eval.features, c.eval.inception_weights)
-  embed = embedder(exp, net)
+  embed = embedder(exp.mesh, net)
   reference = reference_statistics(exp, net, embed, c.data.eval_split, c.eval.reference_num)
   features, logits = sample_features(exp, params, embed, progress_dir)
   results = compare(features, logits, reference, c.eval.metrics, c.seed)
