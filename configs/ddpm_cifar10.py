@@ -26,12 +26,13 @@ def get_config():
   config.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                       dropout=0.1)
   config.diffusion = dict(num_steps=1000, schedule='linear', prediction='eps',
-                          min_snr_gamma=0.0)
+                          min_snr_gamma=0.0, learn_variance=False,
+                          vlb_weight=0.001)
   config.sample.sampler = 'ddpm'
   config.sample.steps = 1000
   config.sample.eta = 0.0
   config.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
-  config.sample.variance = 'large'
+  config.sample.variance = 'large'  # small, large, or learned (with learn_variance)
 
   config.optim.learning_rate = 2e-4
   config.optim.warmup_steps = 5000

@@ -19,12 +19,13 @@ def get_config():
   config.model = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
                       dropout=0.0)
   config.diffusion = dict(num_steps=200, schedule='cosine', prediction='eps',
-                          min_snr_gamma=0.0)
+                          min_snr_gamma=0.0, learn_variance=False,
+                          vlb_weight=0.001)
   config.sample.sampler = 'ddim'
   config.sample.steps = 50
   config.sample.eta = 0.0
   config.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
-  config.sample.variance = 'small'
+  config.sample.variance = 'small'  # small, large, or learned (with learn_variance)
 
   config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 100

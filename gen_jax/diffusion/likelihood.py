@@ -30,6 +30,21 @@ def prior_kl(s: Schedule, x0: jax.Array) -> jax.Array:
   return _sum(distributions.kl_to_standard_normal(mean, logvar))
 
 
+def vlb_term(s: Schedule, x0: jax.Array, xt: jax.Array, t: jax.Array, mean: jax.Array,
+             logvar: jax.Array) -> jax.Array:
+  """Term t of the bound per example, [B] nats: the decoder NLL -log p(x_0 | x_1) where
+  t = 0, else KL(q(x_{t-1} | x_t, x_0) || N(mean, exp(logvar))). x0, xt, mean, logvar
+  [B, ...]; t [B]."""
+  true_mean, _, true_logvar = q_posterior(s, x0, xt, t)
+  kl = _sum(distributions.gaussian_kl(true_mean, true_logvar, mean, logvar))
+  # The decoder term is computed for every example; where t > 0 it gets a harmless N(x0, 1)
+  # so that its unused value cannot put a NaN into the gradient through the `where`.
+  first = (t == 0).reshape(t.shape + (1,) * (x0.ndim - 1))
+  decoder_nll = -_sum(distributions.discretized_gaussian_log_likelihood(
+      x0, jnp.where(first, mean, x0), 0.5 * jnp.where(first, logvar, 0.0)))
+  return jnp.where(t == 0, decoder_nll, kl)
+
+
 def vlb_terms(s: Schedule, model: MeanLogVarFn, x0: jax.Array, keys: jax.Array
               ) -> tuple[jax.Array, jax.Array]:
   """Returns (terms [B, T]: term t is the decoder NLL at t = 0 and the KL at t >= 1,
@@ -39,12 +54,7 @@ def vlb_terms(s: Schedule, model: MeanLogVarFn, x0: jax.Array, keys: jax.Array
     tb = jnp.full((x0.shape[0],), t)
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, t), x0.shape[1:]))(keys)
     xt = q_sample(s, x0, tb, noise)
-    true_mean, _, true_logvar = q_posterior(s, x0, xt, tb)
-    mean, logvar = model(xt, tb)
-    kl = _sum(distributions.gaussian_kl(true_mean, true_logvar, mean, logvar))
-    decoder_nll = -_sum(distributions.discretized_gaussian_log_likelihood(x0, mean,
-                                                                          0.5 * logvar))
-    return None, jnp.where(t == 0, decoder_nll, kl)
+    return None, vlb_term(s, x0, xt, tb, *model(xt, tb))
 
   _, terms = jax.lax.scan(term, None, jnp.arange(s.num_steps))
   return terms.T, prior_kl(s, x0)

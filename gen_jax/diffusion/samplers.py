@@ -1,6 +1,7 @@
 """DDPM ancestral and DDIM samplers, each one compiled `lax.scan` over the timesteps.
 
-`eps_fn(x_t [B, ...], t [B]) -> predicted noise [B, ...]`. Every sample has its own key:
+`eps_fn(x_t [B, ...], t [B]) -> predicted noise [B, ...]`; the DDPM sampler takes a `ModelFn`
+that also gives the reverse log-variance. Every sample has its own key:
 its start x_T and the noise of each step come from fold_in(key, t), so a sample does not
 depend on its batch or on the number of devices.
 """
@@ -11,9 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.diffusion.schedules import Schedule, x0_from_eps
+from gen_jax.diffusion.schedules import Schedule, fixed_log_variance, x0_from_eps
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
+# (x_t, t) -> (predicted noise, log-variance of p(x_{t-1} | x_t)), each [B, ...]
+ModelFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 SPACINGS = ('uniform', 'trailing', 'quadratic')
 
 
@@ -25,26 +28,25 @@ def _maybe_clip(x0: jax.Array, clip: bool) -> jax.Array:
   return jnp.clip(x0, -1.0, 1.0) if clip else x0
 
 
-def ddpm_sample(eps_fn: EpsFn, s: Schedule, keys: jax.Array, shape: tuple[int, ...],
-                variance: str = 'small', clip: bool = True) -> jax.Array:
-  """Ancestral sampling through all T steps: x_{t-1} ~ N(mu(x_t, x0_hat), var_t).
+def with_fixed_variance(eps_fn: EpsFn, s: Schedule, variance: str) -> ModelFn:
+  """An eps_fn with the fixed 'small' or 'large' reverse variance, as a ModelFn."""
+  log_var = fixed_log_variance(s, variance)
+  return lambda x, t: (eps_fn(x, t), log_var[t].reshape(t.shape + (1,) * (x.ndim - 1)))
 
-  variance: 'small' (the posterior variance, beta~_t) or 'large' (beta_t, with beta~_1 at
-  t = 0 as in the reference code). Returns x_0 [B, *shape].
-  """
-  if variance == 'small':
-    log_var = s.posterior_log_variance_clipped
-  elif variance == 'large':
-    log_var = jnp.log(jnp.append(s.posterior_variance[1], s.betas[1:]))
-  else:
-    raise ValueError(f"variance {variance!r}: expected 'small' or 'large'")
+
+def ddpm_sample(model_fn: ModelFn, s: Schedule, keys: jax.Array, shape: tuple[int, ...],
+                clip: bool = True) -> jax.Array:
+  """Ancestral sampling through all T steps: x_{t-1} ~ N(mu(x_t, x0_hat), exp(log_var)), with
+  the variance the model gives (fixed with `with_fixed_variance`, or learned).
+  Returns x_0 [B, *shape]."""
   t_max = s.num_steps
 
   def step(x, t):
     tb = jnp.full((x.shape[0],), t)
-    x0 = _maybe_clip(x0_from_eps(s, x, tb, eps_fn(x, tb)), clip)
+    eps, log_var = model_fn(x, tb)
+    x0 = _maybe_clip(x0_from_eps(s, x, tb, eps), clip)
     mean = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * x
-    noise = jnp.where(t > 0, jnp.exp(0.5 * log_var[t]), 0.0) * _noise(keys, t, shape)
+    noise = jnp.where(t > 0, jnp.exp(0.5 * log_var), 0.0) * _noise(keys, t, shape)
     return mean + noise, None
 
   x_t = _noise(keys, t_max, shape)

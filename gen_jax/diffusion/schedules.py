@@ -132,3 +132,24 @@ def x0_from_v(s: Schedule, xt: jax.Array, t: jax.Array, v: jax.Array) -> jax.Arr
 def eps_from_v(s: Schedule, xt: jax.Array, t: jax.Array, v: jax.Array) -> jax.Array:
   return _at(s.sqrt_one_minus_alphas_cumprod, t, xt) * xt + _at(s.sqrt_alphas_cumprod, t,
                                                                 xt) * v
+
+
+VARIANCES = ('small', 'large')
+
+
+def fixed_log_variance(s: Schedule, variance: str) -> jax.Array:
+  """log var of p(x_{t-1} | x_t) for each t, [T]: 'small' is the posterior variance beta~_t
+  (log clipped at t = 0), 'large' is beta_t with beta~_1 at t = 0, as in the reference code."""
+  if variance == 'small':
+    return s.posterior_log_variance_clipped
+  if variance == 'large':
+    return jnp.log(jnp.append(s.posterior_variance[1], s.betas[1:]))
+  raise ValueError(f'variance {variance!r}: expected one of {VARIANCES}')
+
+
+def learned_range_log_variance(s: Schedule, t: jax.Array, v: jax.Array) -> jax.Array:
+  """Nichol & Dhariwal's (2021) learned range: log var = f log beta_t + (1 - f) log beta~_t
+  with f = (v + 1) / 2, for the network's raw output v [B, ...] and t [B]."""
+  frac = (v + 1) / 2
+  return (frac * _at(jnp.log(s.betas), t, v)
+          + (1 - frac) * _at(s.posterior_log_variance_clipped, t, v))

@@ -1,6 +1,7 @@
 """DDPM family (Ho et al. 2020): a UNet predicts eps, x0 or v from x_t; L_simple (optionally
-min-SNR weighted); DDPM ancestral or DDIM sampling from EMA params; bits/dim from the full
-variational bound with the fixed-small variance.
+min-SNR weighted); optionally a learned-range variance trained with L_hybrid (Nichol &
+Dhariwal 2021); DDPM ancestral or DDIM sampling from EMA params; bits/dim from the full
+variational bound of the reverse process that `sample.variance` names.
 """
 
 import jax
@@ -19,6 +20,7 @@ from gen_jax.models.unet import UNet
 
 PREDICTIONS = ('eps', 'x0', 'v')
 SAMPLERS = ('ddpm', 'ddim')
+VARIANCES = (*sch.VARIANCES, 'learned')
 
 
 def make(config: ConfigDict) -> Family:
@@ -28,9 +30,11 @@ def make(config: ConfigDict) -> Family:
                               ('diffusion.schedule', d.schedule, sch.SCHEDULES),
                               ('sample.sampler', smp.sampler, SAMPLERS),
                               ('sample.spacing', smp.spacing, samplers.SPACINGS),
-                              ('sample.variance', smp.variance, ('small', 'large'))):
+                              ('sample.variance', smp.variance, VARIANCES)):
     if value not in allowed:
       raise UserError(f'{key}={value!r}: expected one of {allowed}')
+  if smp.variance == 'learned' and not d.learn_variance:
+    raise UserError("sample.variance='learned' needs diffusion.learn_variance=True")
   size, channels = config.data.image_size, config.data.channels
   if size % 2 ** (len(m.ch_mult) - 1) or m.ch % 32:
     raise UserError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
@@ -43,19 +47,33 @@ def make(config: ConfigDict) -> Family:
     except ValueError as e:
       raise UserError(str(e)) from None
   model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
-               m.dropout, channels)
+               m.dropout, channels * (2 if d.learn_variance else 1))
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   shape = (size, size, channels)
   num_dims = size * size * channels
   snr = schedule.alphas_cumprod / (1 - schedule.alphas_cumprod)
 
-  def predict_eps(params, xt, t):
-    out = model.apply({'params': params}, xt, t)
+  def split(out):
+    """The network's output -> (prediction, raw variance output or None)."""
+    if d.learn_variance:
+      return out[..., :channels], out[..., channels:]
+    return out, None
+
+  def to_eps(xt, t, prediction):
     if d.prediction == 'eps':
-      return out
+      return prediction
     if d.prediction == 'x0':
-      return sch.eps_from_x0(schedule, xt, t, out)
-    return sch.eps_from_v(schedule, xt, t, out)
+      return sch.eps_from_x0(schedule, xt, t, prediction)
+    return sch.eps_from_v(schedule, xt, t, prediction)
+
+  def predict(params, xt, t):
+    """(eps [B, ...], log-variance of p(x_{t-1} | x_t) [B, ...]) for `sample.variance`."""
+    prediction, v = split(model.apply({'params': params}, xt, t))
+    eps = to_eps(xt, t, prediction)
+    if smp.variance == 'learned':
+      return eps, sch.learned_range_log_variance(schedule, t, v)
+    log_var = sch.fixed_log_variance(schedule, smp.variance)[t][:, None, None, None]
+    return eps, jnp.broadcast_to(log_var, eps.shape)
 
   def init(rng, images):
     params = model.init(rng, images[:1], jnp.zeros((1,), jnp.int32))['params']
@@ -82,20 +100,34 @@ def make(config: ConfigDict) -> Family:
     def loss_fn(params):
       # Applied per example (vmap batches it back) so each example's dropout mask comes
       # from its own key: the same masks on any number of devices.
-      out = jax.vmap(lambda x, tt, k: model.apply(
+      prediction, v = split(jax.vmap(lambda x, tt, k: model.apply(
           {'params': params}, x[None], tt[None], train=True, rngs={'dropout': k})[0])(
-              xt, t, dropout_keys)
-      per_example = jnp.mean((out - target) ** 2, axis=(1, 2, 3))
-      return parallel.pmean(jnp.mean(weight * per_example)), per_example
+              xt, t, dropout_keys))
+      mse = jnp.mean((prediction - target) ** 2, axis=(1, 2, 3))
+      loss = weight * mse
+      aux = {'mse': mse}
+      if d.learn_variance:
+        # L_hybrid: the bound's term at t, in bits/dim, with the mean frozen so that it only
+        # trains the variance; times T (the uniform-t estimate of the whole sum) and lambda.
+        eps = to_eps(xt, t, jax.lax.stop_gradient(prediction))
+        x0_hat = sch.x0_from_eps(schedule, xt, t, eps)
+        mean, _, _ = sch.q_posterior(schedule, x0_hat, xt, t)
+        logvar = sch.learned_range_log_variance(schedule, t, v)
+        vlb = likelihood.vlb_term(schedule, x0, xt, t, mean, logvar) / (num_dims * np.log(2))
+        loss = loss + d.vlb_weight * d.num_steps * vlb
+        aux['vlb_bpd'] = vlb
+      return parallel.pmean(jnp.mean(loss)), aux
 
-    (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state, norms = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
-    return state, {'loss': loss, 'mse': parallel.pmean(jnp.mean(mse)), **norms}
+    return state, {'loss': loss, **{k: parallel.pmean(jnp.mean(v)) for k, v in aux.items()},
+                   **norms}
 
   def mean_logvar(params):
     def fn(xt, t):
-      x0 = jnp.clip(sch.x0_from_eps(schedule, xt, t, predict_eps(params, xt, t)), -1, 1)
-      mean, _, logvar = sch.q_posterior(schedule, x0, xt, t)
+      eps, logvar = predict(params, xt, t)
+      x0 = jnp.clip(sch.x0_from_eps(schedule, xt, t, eps), -1, 1)
+      mean, _, _ = sch.q_posterior(schedule, x0, xt, t)
       return mean, logvar
     return fn
 
@@ -106,9 +138,10 @@ def make(config: ConfigDict) -> Family:
 
   def sample(params, rng, ids):
     keys = example_keys(rng, ids)
-    eps_fn = lambda xt, t: predict_eps(params, xt, t)  # noqa: E731
+    model_fn = lambda xt, t: predict(params, xt, t)  # noqa: E731
     if smp.sampler == 'ddpm':
-      return samplers.ddpm_sample(eps_fn, schedule, keys, shape, smp.variance)
+      return samplers.ddpm_sample(model_fn, schedule, keys, shape)
+    eps_fn = lambda xt, t: model_fn(xt, t)[0]  # noqa: E731
     return samplers.ddim_sample(eps_fn, schedule, keys, shape, sample_steps, smp.eta)
 
   return Family('ddpm', init, train_step, eval_step, sample)

@@ -54,25 +54,44 @@ def assert_moments(x, mean, var):
   assert float(jnp.var(x)) == pytest.approx(var, abs=4 * var * np.sqrt(2 / N))
 
 
-@pytest.mark.parametrize('variance', ['small', 'large'])
+def exact_variance(s):
+  """A ModelFn with the optimal eps and the true reverse variance of Gaussian data,
+  beta~_t + coef1^2 Var[x_0 | x_t], as a learned variance would give it (log, [B, 1])."""
+  def model_fn(x, t):
+    ab = s.alphas_cumprod[t][:, None]
+    x0_var = SIGMA ** 2 * (1 - ab) / (ab * SIGMA ** 2 + 1 - ab)
+    var = s.posterior_variance[t][:, None] + s.posterior_mean_coef1[t][:, None] ** 2 * x0_var
+    return optimal_eps(s)(x, t), jnp.log(var)
+  return model_fn
+
+
+@pytest.mark.parametrize('variance', ['small', 'large', 'exact'])
 def test_ddpm_reproduces_the_gaussian(variance):
   s = get_schedule('linear', 1000)
-  x = jax.jit(lambda k: samplers.ddpm_sample(optimal_eps(s), s, k, (1,), variance,
-                                             clip=False))(keys())
+  model_fn = (exact_variance(s) if variance == 'exact'
+              else samplers.with_fixed_variance(optimal_eps(s), s, variance))
+  x = jax.jit(lambda k: samplers.ddpm_sample(model_fn, s, k, (1,), clip=False))(keys())
   betas = np.linspace(1e-4, 0.02, 1000)
   abar = np.cumprod(1 - betas)
+  abar_prev = np.append(1.0, abar[:-1])
   small = np.append(0.0, betas[1:] * (1 - abar[:-1]) / (1 - abar[1:]))
-  noise = small if variance == 'small' else np.append(0.0, betas[1:])
+  x0_var = SIGMA ** 2 * (1 - abar) / (abar * SIGMA ** 2 + 1 - abar)
+  exact = small + (betas * np.sqrt(abar_prev) / (1 - abar)) ** 2 * x0_var
+  noise = {'small': small, 'large': np.append(0.0, betas[1:]), 'exact': exact}[variance]
+  noise[0] = 0.0  # the last step adds no noise
   mean, var = exact_moments(betas, [(t, t - 1) for t in range(999, -1, -1)],
                             lambda t, _: noise[t])
   assert_moments(x, mean, var)
   # The true reverse step has a variance between beta~_t and beta_t (Ho et al. sec. 3.2),
-  # so fixed-small under-disperses a little and fixed-large over-disperses.
+  # so fixed-small under-disperses a little and fixed-large over-disperses; the exact
+  # (learnable) variance gives the data's.
   assert mean == pytest.approx(MU, abs=1e-3)
   if variance == 'small':
     assert 0.97 * SIGMA ** 2 < var < SIGMA ** 2
-  else:
+  elif variance == 'large':
     assert SIGMA ** 2 < var < 1.1 * SIGMA ** 2
+  else:  # short only by Var[x_0 | x_1] ~ 1e-4: the last step returns the decoder's mean
+    assert var == pytest.approx(SIGMA ** 2 - x0_var[0], rel=1e-4)
 
 
 @pytest.mark.parametrize('eta', [0.0, 1.0])

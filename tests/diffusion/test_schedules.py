@@ -87,3 +87,22 @@ def test_bad_schedules_are_refused():
     sch.get_schedule('quadratic', 10)
   with pytest.raises(ValueError, match='betas must be a vector in \\(0, 1\\)'):
     sch.make_schedule(np.array([0.1, 1.0]))
+
+
+def test_variances_by_hand():
+  s = sch.get_schedule('linear', 1000)
+  betas = np.linspace(1e-4, 0.02, 1000)
+  abar = np.cumprod(1 - betas)
+  small_1 = betas[1] * (1 - abar[0]) / (1 - abar[1])
+  np.testing.assert_allclose(np.asarray(sch.fixed_log_variance(s, 'small'))[[0, 1]],
+                             np.log([small_1, small_1]), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(sch.fixed_log_variance(s, 'large'))[[0, 1, 999]],
+                             np.log([small_1, betas[1], betas[999]]), rtol=1e-5)
+  # Learned range: v = -1 is beta~_t, v = 1 is beta_t, v = 0 their geometric mean.
+  t = jnp.array([1, 500, 999])
+  v = jnp.ones((3, 2))
+  log_small = np.log(betas * np.append(1.0, 1 - abar[:-1]) / (1 - abar))[t][:, None]
+  log_beta = np.log(betas)[t][:, None]
+  for value, expected in ((-1, log_small), (1, log_beta), (0, (log_small + log_beta) / 2)):
+    np.testing.assert_allclose(sch.learned_range_log_variance(s, t, value * v),
+                               np.broadcast_to(expected, (3, 2)), rtol=1e-5)

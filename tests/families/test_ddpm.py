@@ -7,6 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax import experiment as experiment_lib
+from gen_jax import parallel
+from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.families import get_family
 from tests.families.test_vae import digit_batch, load_config, train
@@ -43,6 +46,45 @@ def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
   assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
 
 
+def test_learned_variance_trains_with_l_hybrid(tfds_dir):
+  config = digits_ddpm(tfds_dir, learn_variance=True)
+  config.sample.sampler, config.sample.variance = 'ddpm', 'learned'
+  config.optim.ema_decay = 0.0
+  family = get_family(config)
+  batch = digit_batch(config, 32)
+  before = family.eval_step(family.init(jax.random.key(config.seed), batch['image']), batch,
+                            jax.random.key(3))
+  state, history = train(config, 150)
+  for m in history:  # loss = L_simple + lambda T L_t (bits/dim), with lambda = 0.001
+    assert m['loss'] == pytest.approx(m['mse'] + 0.001 * 200 * m['vlb_bpd'], rel=1e-5)
+  assert np.mean([m['vlb_bpd'] for m in history[-20:]]) < 0.7 * np.mean(
+      [m['vlb_bpd'] for m in history[:20]])
+  after = family.eval_step(state, batch, jax.random.key(3))
+  assert float(jnp.mean(after['bpd'])) < float(jnp.mean(before['bpd']))
+  images = family.sample(state.ema_params, jax.random.key(4), jnp.arange(3))
+  assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.isfinite(images)))
+
+
+def test_the_vlb_term_trains_only_the_variance(tfds_dir):
+  """One plain-SGD step with and without the L_vlb term: the output channels of the mean
+  move the same (the term sees the mean through a stop-gradient), the variance's only
+  with it."""
+  steps = {}
+  for weight in (0.0, 1.0):
+    config = digits_ddpm(tfds_dir, learn_variance=True, vlb_weight=weight)
+    config.optim.update(name='sgd', learning_rate=0.1, warmup_steps=0, grad_clip=0.0)
+    exp = experiment_lib.build(config)
+    state = exp.init()
+    batch = next(pipeline.train_iterator(config.data, 0, 0, 1))
+    before = jax.tree.map(np.asarray, state.params['conv_out'])  # the step donates `state`
+    new, _ = exp.train_step(state, parallel.shard_batch(batch, exp.mesh))
+    steps[weight] = jax.tree.map(lambda a, b: np.asarray(a) - b, new.params['conv_out'], before)
+  for name in ('kernel', 'bias'):
+    without, with_vlb = steps[0.0][name], steps[1.0][name]
+    np.testing.assert_allclose(with_vlb[..., :1], without[..., :1], rtol=1e-5, atol=1e-9)
+    assert np.all(without[..., 1:] == 0) and np.abs(with_vlb[..., 1:]).max() > 1e-6
+
+
 def test_samples_follow_their_ids(tfds_dir):
   config = digits_ddpm(tfds_dir)
   family = get_family(config)
@@ -56,6 +98,7 @@ def test_samples_follow_their_ids(tfds_dir):
     ('diffusion', 'prediction', 'score', "diffusion.prediction='score'"),
     ('sample', 'sampler', 'euler', "sample.sampler='euler'"),
     ('sample', 'steps', 5000, 'sample.steps=5000: expected 1 to 200'),
+    ('sample', 'variance', 'learned', "sample.variance='learned' needs diffusion.learn_var"),
 ])
 def test_bad_values_are_clear_errors(tfds_dir, section, key, value, message):
   config = digits_ddpm(tfds_dir)
