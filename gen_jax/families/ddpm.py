@@ -95,14 +95,9 @@ def make(config: ConfigDict) -> Family:
       weight = {'eps': clipped / snr[t], 'x0': clipped, 'v': clipped / (snr[t] + 1)}[
           d.prediction]
 
-    dropout_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys)
-
     def loss_fn(params):
-      # Applied per example (vmap batches it back) so each example's dropout mask comes
-      # from its own key: the same masks on any number of devices.
-      prediction, v = split(jax.vmap(lambda x, tt, k: model.apply(
-          {'params': params}, x[None], tt[None], train=True, rngs={'dropout': k})[0])(
-              xt, t, dropout_keys))
+      prediction, v = split(model.apply({'params': params}, xt, t, train=True,
+                                        ids=batch['id'], rngs={'dropout': rng}))
       mse = jnp.mean((prediction - target) ** 2, axis=(1, 2, 3))
       loss = weight * mse
       aux = {'mse': mse}

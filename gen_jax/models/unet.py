@@ -25,21 +25,31 @@ def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
   return jnp.pad(embedding, ((0, 0), (0, dim % 2)))
 
 
+def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -> jax.Array:
+  """Dropout whose mask for each example comes from fold_in(key, its id) [B]: the masks do not
+  depend on how the batch is split over devices. Returns x [B, ...] masked and rescaled."""
+  keep = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate,
+                                                 x.shape[1:]))(ids)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
 def _norm() -> nn.GroupNorm:
   return nn.GroupNorm(num_groups=32, epsilon=1e-6)
 
 
 class ResnetBlock(nn.Module):
-  """x [B, H, W, C], temb [B, E] -> [B, H, W, out_ch]."""
+  """x [B, H, W, C], temb [B, E] -> [B, H, W, out_ch]; ids [B] pick the dropout masks."""
   out_ch: int
   dropout: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, temb: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, temb: jax.Array, train: bool, ids: jax.Array | None
+               ) -> jax.Array:
     h = nn.Conv(self.out_ch, (3, 3), name='conv1')(nn.silu(_norm()(x)))
     h = h + nn.Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
     h = nn.silu(_norm()(h))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    if train and self.dropout > 0:
+      h = example_dropout(h, self.dropout, self.make_rng('dropout'), ids)
     h = nn.Conv(self.out_ch, (3, 3), name='conv2')(h)
     if x.shape[-1] != self.out_ch:
       x = nn.Dense(self.out_ch, name='nin_shortcut')(x)
@@ -60,7 +70,10 @@ class AttnBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """x_t [B, H, W, C], t [B] -> [B, H, W, out_ch] (e.g. the predicted noise)."""
+  """x_t [B, H, W, C], t [B] -> [B, H, W, out_ch] (e.g. the predicted noise).
+
+  Training with dropout needs a 'dropout' rng and the examples' global ids [B].
+  """
   ch: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
   num_res_blocks: int = 2
@@ -69,7 +82,10 @@ class UNet(nn.Module):
   out_ch: int = 3
 
   @nn.compact
-  def __call__(self, x: jax.Array, t: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, t: jax.Array, train: bool = False,
+               ids: jax.Array | None = None) -> jax.Array:
+    if train and self.dropout > 0 and ids is None:
+      raise ValueError('UNet: training with dropout needs the example ids')
     temb = timestep_embedding(t, self.ch)
     temb = nn.Dense(4 * self.ch, name='temb_dense0')(temb)
     temb = nn.Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
@@ -77,21 +93,21 @@ class UNet(nn.Module):
     hs = [nn.Conv(self.ch, (3, 3), name='conv_in')(x)]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
-        h = ResnetBlock(self.ch * mult, self.dropout)(hs[-1], temb, train)
+        h = ResnetBlock(self.ch * mult, self.dropout)(hs[-1], temb, train, ids)
         if h.shape[1] in self.attn_resolutions:
           h = AttnBlock()(h)
         hs.append(h)
       if level != len(self.ch_mult) - 1:
         hs.append(nn.Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2))(hs[-1]))
 
-    h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train)
+    h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train, ids)
     h = AttnBlock()(h)
-    h = ResnetBlock(h.shape[-1], self.dropout)(h, temb, train)
+    h = ResnetBlock(h.shape[-1], self.dropout)(h, temb, train, ids)
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):
       for _ in range(self.num_res_blocks + 1):
         h = ResnetBlock(self.ch * mult, self.dropout)(
-            jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
+            jnp.concatenate([h, hs.pop()], axis=-1), temb, train, ids)
         if h.shape[1] in self.attn_resolutions:
           h = AttnBlock()(h)
       if level != 0:

@@ -28,8 +28,13 @@ def test_small_unet_keeps_the_shape_and_uses_dropout_only_in_training():
   out = model.apply(variables, x, t)
   assert out.shape == (2, 16, 16, 3)
   np.testing.assert_array_equal(out, model.apply(variables, x, t))
-  train = model.apply(variables, x, t, train=True, rngs={'dropout': jax.random.key(2)})
-  assert not np.allclose(train, out)
+  train = lambda x, t, ids: model.apply(variables, x, t, train=True, ids=ids,  # noqa: E731
+                                        rngs={'dropout': jax.random.key(2)})
+  both = train(x, t, jnp.array([7, 9]))
+  assert not np.allclose(both, out)
+  # An example's mask follows its id, not its place in the batch.
+  np.testing.assert_allclose(train(x[1:], t[1:], jnp.array([9])), both[1:], rtol=1e-6)
+  assert not np.allclose(train(x[1:], t[1:], jnp.array([8])), both[1:])
 
 
 def test_timestep_embedding_closed_form():
