@@ -119,8 +119,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
         scalars = {k: float(v) for k, v in parallel.host_values(metrics).items()}
         writer.write_scalars(step, 'train', scalars | {'steps_per_sec': steps_per_sec})
         eta = (num_steps - step) * (now - loop_start) / (step - start)
-        log.info('step %d/%d | loss %.4f | %.2f steps/s | ETA %s', step, num_steps,
-                 scalars['loss'], steps_per_sec, _format_seconds(eta))
+        losses = ' '.join(f'{k} {v:.4f}' for k, v in scalars.items()
+                          if k == 'loss' or k.endswith('_loss'))
+        log.info('step %d/%d | %s | %.2f steps/s | ETA %s', step, num_steps, losses,
+                 steps_per_sec, _format_seconds(eta))
         window_start, window_steps = now, 0
       # Hooks run before the save, so a run killed after it has written everything of the step.
       if sample_now:

@@ -55,6 +55,16 @@ def digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
           '--config.eval.iw_chunk=4', '--config.sample.grid=16', *overrides]
 
 
+def gan_digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
+  """CLI arguments of a small, fast DCGAN run on digits (8x8, batch 32, BatchNorm in G and D)."""
+  return ['--config=configs/dcgan_mnist.py', f'--workdir={workdir}',
+          f'--config.data.data_dir={tfds_dir}', '--config.data.name=digits',
+          '--config.data.image_size=8', '--config.data.batch_size=32',
+          '--config.model.g_channels=(32,)', '--config.model.d_channels=(16,32)',
+          '--config.eval.num_examples=96', '--config.eval.batch_size=96',
+          '--config.sample.grid=16', *overrides]
+
+
 def run_experiment(workdir: str):
   """The Experiment of a run, built from its own config.json."""
   from ml_collections import ConfigDict

@@ -1,11 +1,18 @@
 """1 device and 8 devices train to the same parameters, with SGD (no normalisation that could
 hide a wrong gradient scale) and with Adam, with binarization, flips, diffusion timesteps and
-dropout masks drawn per example."""
+dropout masks drawn per example, and a GAN whose BatchNorm statistics are global."""
 
 import numpy as np
 import pytest
 
-from tests.conftest import digits_args, flat_params, restore_run, run_cli, run_experiment
+from tests.conftest import (
+  digits_args,
+  flat_params,
+  gan_digits_args,
+  restore_run,
+  run_cli,
+  run_experiment,
+)
 
 
 def assert_same_training_on_1_and_8_devices(tmp_path, make_args, num_steps):
@@ -39,3 +46,9 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
       f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
       '--config.model.dropout=0.1', '--config.sample.every_steps=0',
       '--config.data.random_flip=True', '--config.eval.batch_size=96'], num_steps=10)
+
+
+def test_gan_with_batchnorm_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
+  assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: gan_digits_args(
+      workdir, tfds_dir, '--config.sample.every_steps=0', '--config.data.random_flip=True'),
+      num_steps=10)

@@ -6,10 +6,11 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
+from tests.conftest import REPO, digits_args, gan_digits_args, read_metrics, restore_run, run_cli
 
 
 def vae_args(workdir, tfds_dir):
@@ -26,13 +27,19 @@ def ddpm_args(workdir, tfds_dir):
           '--config.sample.every_steps=0', '--config.data.random_flip=True']
 
 
+def gan_args(workdir, tfds_dir):
+  return gan_digits_args(workdir, tfds_dir, '--config.train.log_every=1',
+                         '--config.sample.every_steps=0', '--config.data.random_flip=True')
+
+
 def without_timing(rows):
   return [{k: v for k, v in row.items() if k != 'steps_per_sec'} for row in rows]
 
 
 @pytest.mark.parametrize('make_args,num_steps,every', [(vae_args, 1500, 100),
-                                                       (ddpm_args, 300, 50)],
-                         ids=['vae', 'ddpm'])
+                                                       (ddpm_args, 300, 50),
+                                                       (gan_args, 600, 100)],
+                         ids=['vae', 'ddpm', 'gan'])
 def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir, make_args,
                                                                num_steps, every):
   def args(workdir):
@@ -63,4 +70,6 @@ def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir
   state_a, step_a = restore_run(reference)
   state_b, step_b = restore_run(resumed)
   assert step_a == step_b == num_steps
-  np.testing.assert_array_equal(flat_params(state_a), flat_params(state_b))
+  # The whole state: params, optimizer states, EMA, BatchNorm / spectral-norm statistics.
+  for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
+    np.testing.assert_array_equal(a, b)

@@ -38,8 +38,8 @@ class Family(NamedTuple):
 
 def get_family(config: ConfigDict) -> Family:
   """Returns the family that `config.family` names, built from `config`."""
-  from gen_jax.families import classifier, ddpm, vae  # pylint: disable=g-import-not-at-top
-  makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make}
+  from gen_jax.families import classifier, ddpm, gan, vae  # pylint: disable=g-import-not-at-top
+  makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make, 'gan': gan.make}
   if config.family not in makers:
     raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
   return makers[config.family](config)

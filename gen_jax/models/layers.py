@@ -10,7 +10,8 @@ its strided and lhs-dilated ("transposed") convolutions, forward and backward:
 * stride-2 transposed conv: one 2x2 stride-1 conv of the 1-padded input into 4x the
   output channels (output phase (r, c) uses taps (2i + r, 2j + c)), then depth-to-space.
 
-Both hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] initialised as `nn.Conv`'s, so a
+Both hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] (unless `use_bias=False`),
+initialised as `nn.Conv`'s by default, so a
 checkpoint trained with one implementation runs with the other.
 """
 
@@ -73,18 +74,20 @@ class Conv2x(nn.Module):
   features: int
   up: bool = False
   impl: str = 'stride1'
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.impl not in IMPLS:
       raise ValueError(f'conv impl {self.impl!r}: expected one of {IMPLS}')
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (4, 4, x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    kernel = self.param('kernel', self.kernel_init, (4, 4, x.shape[-1], self.features))
     if self.impl == 'stride1':
       y = conv_up_stride1(x, kernel) if self.up else conv_down_stride1(x, kernel)
     elif self.up:
       y = lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
     else:
       y = lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
-    return y + bias
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return y
