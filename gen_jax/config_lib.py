@@ -42,6 +42,7 @@ def base_config() -> ConfigDict:
   c.train = ConfigDict()
   c.train.num_steps = 1000
   c.train.log_every = 100
+  c.train.profile_steps = 0  # steps traced by the JAX profiler into WORKDIR/profile; 0: none
 
   c.checkpoint = ConfigDict()
   c.checkpoint.every_steps = 1000
@@ -83,7 +84,7 @@ def validate(config: ConfigDict) -> None:
     _check(value > 0, f'{key}={value}: expected a positive integer')
   for key in ('checkpoint.every_steps', 'sample.every_steps', 'eval.every_steps',
               'eval.num_examples', 'data.crop_size', 'data.num_threads', 'optim.grad_clip',
-              'optim.warmup_steps'):
+              'optim.warmup_steps', 'train.profile_steps'):
     value = _get(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
   _check(0.0 <= config.optim.ema_decay < 1.0,

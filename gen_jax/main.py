@@ -1,7 +1,8 @@
 """The gen_jax command line: one config, one workdir, four modes.
 
   python -m gen_jax.main --config=configs/NAME.py --workdir=DIR \
-      [--mode=train|eval|sample|summary] [--config.KEY=VALUE ...]
+      [--mode=train|eval|sample|summary] [--config.KEY=VALUE ...] \
+      [--distributed | --coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 
 A thin layer over importable functions (`gen_jax.train`, `gen_jax.modes`): bad input of
 any kind ends in one line on stderr and a non-zero exit status.
@@ -21,6 +22,13 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
 _MODE = flags.DEFINE_enum('mode', 'train', MODES, 'What to do with the config.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Initialise jax.distributed, auto-detecting the cluster (TPU pods, '
+    'SLURM, ...); implied by --coordinator_address.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process run.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 to num_processes - 1.')
 
 
 def fail(message: str, status: int = 1) -> None:
@@ -38,6 +46,21 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f'--config: {type(e).__name__}: {" ".join(str(e).split())}', status=2)
 
 
+def initialize_distributed(coordinator: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+  """Joins the multi-process run (before anything touches the devices); with no
+  coordinator, jax.distributed auto-detects the cluster."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if coordinator and (num_processes is None or process_id is None):
+    fail('--coordinator_address needs --num_processes and --process_id', status=2)
+  try:
+    jax.distributed.initialize(coordinator, num_processes, process_id,
+                               initialization_timeout=300)
+  except Exception as e:  # the coordination service raises many types
+    fail(f'jax.distributed.initialize failed: {type(e).__name__}: '
+         f'{" ".join(str(e).split())[:300]}')
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f'unexpected arguments {argv[1:]}', status=2)
@@ -46,6 +69,8 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
     logging.set_verbosity(logging.ERROR)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from gen_jax import modes, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
          'sample': modes.sample, 'summary': modes.summary}[_MODE.value]

@@ -3,6 +3,7 @@
 Reads top to bottom: setup and checks, state (restored or new), the loop, the hooks.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import Checkpointer, latest_step
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
+from gen_jax.lock import hold_workdir
 from gen_jax.metric_writer import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
         latest, exp.abstract_state, exp.family.name, config)
   # Every check passed: only now is anything written to the workdir.
   os.makedirs(workdir, exist_ok=True)
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(hold_workdir(workdir))
+    return _train(exp, data_iter, latest, config, workdir)
+
+
+def _train(exp: experiment_lib.Experiment, data_iter: Any, latest: int | None,
+           config: ConfigDict, workdir: str) -> Any:
+  """The run itself, from a checked config and a workdir this process holds."""
+  directory = os.path.join(workdir, 'checkpoints')
   write_config(config, workdir)
   checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
   writer = None
@@ -94,7 +106,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
     last_checkpoint = latest
     loop_start = window_start = time.perf_counter()
     window_steps = 0
+    # Profile `train.profile_steps` steps from the 5th of this run, once compilation is over.
+    profile = range(start + 5, start + 5 + config.train.profile_steps)
     for step in range(start + 1, num_steps + 1):
+      if profile and step == profile.start:
+        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
       local_batch = next(data_iter)
       if step == start + 1:
         check_batch(local_batch, config)
@@ -104,6 +120,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       if step == start + 1:
         jax.block_until_ready(metrics)
         log.info('First step (compilation included) took %.1f s.', time.perf_counter() - loop_start)
+      if profile and step == min(profile[-1], num_steps) and step >= profile.start:
+        jax.block_until_ready(metrics)
+        jax.profiler.stop_trace()
+        log.info('Profile of steps %d-%d written to %s/profile (TensorBoard or Perfetto).',
+                 profile.start, step, workdir)
 
       is_last = step == num_steps
       log_now = due(step, config.train.log_every, is_last)
