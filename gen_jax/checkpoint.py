@@ -8,6 +8,7 @@ Saves are asynchronous and atomic (orbax writes to a temporary folder and rename
 """
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,12 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 from gen_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class DamagedCheckpoint(UserError):
+  """A finished checkpoint whose files cannot be read back (truncated, corrupted)."""
 
 
 def signature(tree: Any) -> dict[str, str]:
@@ -66,6 +73,9 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
   def check_compatible(self, step: int, abstract_state: Any, family: str,
                        config: ConfigDict | None = None) -> None:
     """Raises a UserError naming the first leaf where checkpoint `step` differs from the state,
@@ -75,8 +85,8 @@ class Checkpointer:
       meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
       meta = meta['meta']
     except Exception as e:  # orbax raises many types for unreadable folders
-      raise UserError(f'checkpoint {self.directory}/{step} cannot be read '
-                      f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+      raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} cannot be read '
+                              f'({_describe(e)})') from None
     if not isinstance(meta, dict) or 'signature' not in meta:
       raise UserError(f'checkpoint {self.directory}/{step} has no gen_jax metadata: '
                       'not written by gen_jax, use another --workdir')
@@ -98,8 +108,12 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Returns (state placed as `abstract_state`'s shardings say, data-iterator state)."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax and tensorstore raise many types for damaged files
+      raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} cannot be read '
+                              f'({_describe(e)})') from None
     return restored['state'], restored['data']
 
   def save(self, step: int, state: Any, data_state: dict, family: str,
@@ -112,16 +126,71 @@ class Checkpointer:
     state = jax.tree.map(jnp.copy, state)
     meta = {'family': family, 'signature': signature(state),
             'config': json.loads(config.to_json_best_effort())}
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        meta=ocp.args.JsonSave(meta)), force=True)
+    try:  # an earlier asynchronous save's failure surfaces here too
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+          meta=ocp.args.JsonSave(meta)), force=True)
+    except Exception as e:
+      raise self._write_error(e) from None
 
   def wait(self) -> None:
     """Blocks until the pending save is on disk."""
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:
+      raise self._write_error(e) from None
+
+  def _write_error(self, e: Exception) -> UserError:
+    kept = self._manager.latest_step()
+    return UserError(f'writing a checkpoint to {self.directory} failed ({_describe(e)}); '
+                     f'disk full or not writable? The finished checkpoints are intact (newest: '
+                     f'{kept})')
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _describe(e: Exception) -> str:
+  lines = str(e).strip().splitlines() or ['']
+  return f'{type(e).__name__}: {lines[0][:200]}'
+
+
+def newest_readable_step(directory: str, abstract_state: Any, family: str,
+                         config: ConfigDict) -> int | None:
+  """The newest checkpoint whose metadata reads back, after checking that it belongs to this
+  run (UserError otherwise); None if there is none. Reads only."""
+  if not os.path.isdir(directory):
+    return None
+  checkpointer = Checkpointer(directory, read_only=True)
+  for step in reversed(checkpointer.all_steps()):
+    try:
+      checkpointer.check_compatible(step, abstract_state, family, config)
+      return step
+    except DamagedCheckpoint:
+      continue
+  return None
+
+
+def restore_newest_intact(directory: str, abstract_state: Any, family: str,
+                          config: ConfigDict) -> tuple[Any, dict, int] | None:
+  """Returns (state, data-iterator state, step) of the newest checkpoint that restores, or
+  None. Each damaged newer one is moved to `directory`.damaged/STEP (never deleted) with one
+  warning line, so training resumes from the previous one."""
+  if not os.path.isdir(directory):
+    return None
+  checkpointer = Checkpointer(directory, read_only=True)
+  for step in reversed(checkpointer.all_steps()):
+    try:
+      checkpointer.check_compatible(step, abstract_state, family, config)
+      state, data_state = checkpointer.restore(step, abstract_state)
+      return state, data_state, step
+    except DamagedCheckpoint as e:
+      target = os.path.join(f'{directory}.damaged', str(step))
+      if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(directory, str(step)), target)
+      log.warning('%s; moved it to %s and resuming from the previous checkpoint', e, target)
+  return None
 
 
 def latest_step(directory: str) -> int | None:

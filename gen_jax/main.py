@@ -78,6 +78,8 @@ def main(argv: list[str]) -> None:
     run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     fail(str(e))
+  except OSError as e:  # a full disk, an unwritable folder: the file system's own words
+    fail(f'{type(e).__name__}: {e}')
 
 
 if __name__ == '__main__':

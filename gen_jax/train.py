@@ -16,7 +16,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluate, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer, latest_step
+from gen_jax.checkpoint import Checkpointer, newest_readable_step, restore_newest_intact
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.lock import hold_workdir
@@ -68,33 +68,32 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
     pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
   directory = os.path.join(workdir, 'checkpoints')
-  latest = latest_step(directory)
-  if latest is not None:
-    Checkpointer(directory, read_only=True).check_compatible(
-        latest, exp.abstract_state, exp.family.name, config)
+  newest_readable_step(directory, exp.abstract_state, exp.family.name, config)
   # Every check passed: only now is anything written to the workdir.
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as stack:
     if jax.process_index() == 0:
       stack.enter_context(hold_workdir(workdir))
-    return _train(exp, data_iter, latest, config, workdir)
+    return _train(exp, data_iter, config, workdir)
 
 
-def _train(exp: experiment_lib.Experiment, data_iter: Any, latest: int | None,
-           config: ConfigDict, workdir: str) -> Any:
+def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
+           workdir: str) -> Any:
   """The run itself, from a checked config and a workdir this process holds."""
   directory = os.path.join(workdir, 'checkpoints')
+  # -------------------------------------------------------------- state
+  restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config)
+  latest = None
+  if restored is None:
+    state = exp.init()
+  else:
+    state, data_state, latest = restored
+    data_iter.set_state(data_state)
+    log.info('Resumed from %s/%d.', directory, latest)
   write_config(config, workdir)
   checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
   writer = None
   try:
-    # -------------------------------------------------------------- state
-    if latest is not None:
-      state, data_state = checkpointer.restore(latest, exp.abstract_state)
-      data_iter.set_state(data_state)
-      log.info('Resumed from %s/%d.', checkpointer.directory, latest)
-    else:
-      state = exp.init()
     start = int(parallel.host_values(state.step))
     writer = MetricWriter(workdir, jax.process_index() == 0, resume_step=start)
     num_steps = config.train.num_steps

@@ -1,0 +1,121 @@
+"""The faults a long pod job meets: a kill in the middle of an asynchronous save, a damaged
+newest checkpoint, a second run on a live workdir, a full disk. Non-finite losses are in
+test_cli.py."""
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
+
+
+def args(workdir, tfds_dir, num_steps, *extra):
+  return digits_args(workdir, tfds_dir, f'--config.train.num_steps={num_steps}',
+                     '--config.checkpoint.every_steps=20', '--config.checkpoint.max_to_keep=10',
+                     '--config.sample.every_steps=0', '--config.eval.every_steps=0',
+                     '--config.train.log_every=1', '--config.model.hidden=512', *extra)
+
+
+def start(arguments, **kwargs):
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  return subprocess.Popen([sys.executable, '-m', 'gen_jax.main', *arguments], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def last_line(stderr: str) -> str:
+  return stderr.strip().splitlines()[-1]
+
+
+def test_kill_during_an_async_save_resumes_from_the_previous_checkpoint(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  process = start(args(workdir, tfds_dir, 200))
+  deadline = time.time() + 300
+  while True:  # the moment orbax's temporary folder of checkpoint 40 appears
+    names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+    if any(n.startswith('40') and 'tmp' in n for n in names):
+      break
+    assert process.poll() is None and time.time() < deadline, f'no save of 40 seen: {names}'
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not os.path.exists(os.path.join(checkpoints, '40', 'commit_success.txt')), (
+      'the kill came after the save finished')
+  run_cli(*args(workdir, tfds_dir, 60))
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 61))
+  reference = str(tmp_path / 'reference')
+  run_cli(*args(reference, tfds_dir, 60))
+  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
+                                flat_params(restore_run(reference)[0]))
+
+
+def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  run_cli(*args(workdir, tfds_dir, 40))
+  step_40 = os.path.join(workdir, 'checkpoints', '40')
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_40, 'state'))
+           for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  size = os.path.getsize(biggest)
+  with open(biggest, 'r+b') as f:  # truncate the newest checkpoint's largest data file
+    f.truncate(size // 2)
+  result = run_cli(*args(workdir, tfds_dir, 60))
+  warning = [line for line in result.stderr.splitlines() if 'cannot be read' in line]
+  assert len(warning) == 1 and 'checkpoints/40' in warning[0], result.stderr[-2000:]
+  assert 'resuming from the previous checkpoint' in warning[0]
+  moved = os.path.join(workdir, 'checkpoints.damaged', '40')
+  truncated = os.path.join(moved, os.path.relpath(biggest, step_40))
+  assert os.path.getsize(truncated) == size // 2  # kept as it was, for a post-mortem
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 61))
+  reference = str(tmp_path / 'reference')
+  run_cli(*args(reference, tfds_dir, 60))
+  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
+                                flat_params(restore_run(reference)[0]))
+
+
+def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  first = start(args(workdir, tfds_dir, 100000))
+  try:
+    deadline = time.time() + 300
+    while not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+      assert first.poll() is None and time.time() < deadline, 'the first run did not start'
+      time.sleep(0.05)
+    before = sorted(os.listdir(workdir))
+    second = run_cli(*args(workdir, tfds_dir, 100000), check=False)
+    assert second.returncode != 0
+    message = last_line(second.stderr)
+    assert message.startswith('gen_jax: error: workdir')
+    assert 'in use by another training run' in message
+    assert f'pid {first.pid}' in message
+    assert first.poll() is None and sorted(os.listdir(workdir)) == before
+  finally:
+    first.kill()
+    first.wait()
+  # The lock dies with its process: a restart after a kill is not refused.
+  assert run_cli(*args(workdir, tfds_dir, 1)).returncode == 0
+
+
+def test_full_disk_is_one_clear_line_and_keeps_the_finished_checkpoints(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  run_cli(*args(workdir, tfds_dir, 20))
+  sizes = {f: os.path.getsize(os.path.join(d, f)) for d, _, fs in
+           os.walk(os.path.join(workdir, 'checkpoints', '20')) for f in fs}
+  limit = max(sizes.values()) // 2  # the next checkpoint's big file cannot be written
+
+  def small_files():  # RLIMIT_FSIZE: writes past `limit` bytes fail with EFBIG, like ENOSPC
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+  process = start(args(workdir, tfds_dir, 40), preexec_fn=small_files)
+  _, stderr = process.communicate(timeout=600)
+  assert process.returncode != 0
+  message = last_line(stderr)
+  assert message.startswith('gen_jax: error: writing a checkpoint to'), stderr[-2000:]
+  assert 'finished checkpoints are intact (newest: 20)' in message
+  state, step = restore_run(workdir)
+  assert step == 20 and np.all(np.isfinite(flat_params(state)))
