@@ -1,0 +1,188 @@
+"""Config sweeps: run every point of a sweep file, or print one launch command per point.
+
+  python -m gen_jax.sweep experiments/sweeps/NAME.py --root=DIR [--parallel=N]
+      [--print_commands] [--config.KEY=VALUE ...  (applied to every point)]
+
+A sweep file defines `CONFIG` (the config file) and `get_sweep()`, a list of override dicts
+{'dotted.key': value} built with `product` and `zip_points`. Point i runs in DIR/NNN-SLUG
+through `python -m gen_jax.main`, so it is exactly the run its command line describes: a
+finished point (its newest checkpoint at train.num_steps) is skipped, an interrupted one
+resumes. DIR/results.csv and DIR/results.md hold each point's overrides, status, final train
+metrics and latest eval metrics, rewritten after every point.
+"""
+
+import concurrent.futures
+import csv
+import importlib.util
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from absl import app, flags
+
+Point = dict[str, Any]
+
+
+def product(**axes: Sequence[Any]) -> list[Point]:
+  """Every combination: product(a=[1, 2], b=[3]) -> [{'a': 1, 'b': 3}, {'a': 2, 'b': 3}].
+  Keys are config keys with '__' for '.', or pass a dict: product(**{'loss.beta': [...]})."""
+  keys = [k.replace('__', '.') for k in axes]
+  return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def zip_points(**axes: Sequence[Any]) -> list[Point]:
+  """Values side by side: zip_points(a=[1, 2], b=[3, 4]) -> [{'a': 1, 'b': 3}, {'a': 2, 'b': 4}]."""
+  keys = [k.replace('__', '.') for k in axes]
+  return [dict(zip(keys, values, strict=True)) for values in zip(*axes.values(), strict=True)]
+
+
+def load_sweep(path: str) -> tuple[str, list[Point]]:
+  """Returns (config file, points) of the sweep file at `path`."""
+  spec = importlib.util.spec_from_file_location('sweep_file', path)
+  if spec is None or not os.path.exists(path):
+    raise ValueError(f'sweep file {path!r} not found')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.CONFIG, list(module.get_sweep())
+
+
+def format_value(value: Any) -> str:
+  return str(value) if isinstance(value, str) else repr(value)
+
+
+def point_name(index: int, point: Point) -> str:
+  """NNN-key=value-...: a folder name, shortened and made file-system safe."""
+  slug = '-'.join(f'{k.split(".")[-1]}={format_value(v)}' for k, v in point.items())
+  return f'{index:03d}-' + re.sub(r'[^A-Za-z0-9=.,_+-]', '', slug)[:80]
+
+
+def command(config_file: str, workdir: str, point: Point, extra: Sequence[str]) -> list[str]:
+  return [sys.executable, '-m', 'gen_jax.main', f'--config={config_file}', f'--workdir={workdir}',
+          *extra, *(f'--config.{k}={format_value(v)}' for k, v in point.items())]
+
+
+def _read_json(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def is_finished(workdir: str) -> bool:
+  """Whether the run in `workdir` has its newest checkpoint at its train.num_steps."""
+  config = _read_json(os.path.join(workdir, 'config.json'))
+  directory = os.path.join(workdir, 'checkpoints')
+  if config is None or not os.path.isdir(directory):
+    return False
+  steps = [int(n) for n in os.listdir(directory)
+           if n.isdigit() and os.path.exists(os.path.join(directory, n, 'commit_success.txt'))]
+  return bool(steps) and max(steps) >= config['train']['num_steps']
+
+
+def results_of(workdir: str) -> dict[str, Any]:
+  """The last train metrics and the latest eval metrics of a run, keyed 'train/NAME',
+  'eval/NAME' (from metrics.jsonl: training's own evals and `--mode=eval` ones)."""
+  last: dict[str, dict] = {}
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      for line in f:
+        row = json.loads(line)
+        if row['step'] >= last.get(row['split'], {}).get('step', -1):
+          last[row['split']] = row
+  except (OSError, ValueError):
+    pass
+  out: dict[str, Any] = {}
+  for split in ('train', 'eval'):
+    for key, value in last.get(split, {}).items():
+      if key != 'split':
+        out[f'{split}/{key}'] = value
+  return out
+
+
+def write_results(root: str, rows: list[dict[str, Any]]) -> None:
+  """DIR/results.csv (every column) and DIR/results.md (the same table, 4 significant digits)."""
+  columns = list(dict.fromkeys(k for row in rows for k in row))
+  with open(os.path.join(root, 'results.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+
+  def cell(value: Any) -> str:
+    if isinstance(value, float):
+      return f'{value:.4g}'
+    return '' if value is None else str(value).replace('|', '\\|')
+
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
+  lines += ['| ' + ' | '.join(cell(row.get(c)) for c in columns) + ' |' for row in rows]
+  with open(os.path.join(root, 'results.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]) -> str:
+  """Runs (or resumes) one point, its output in WORKDIR/sweep.log; returns its status."""
+  if is_finished(workdir):
+    return 'done (skipped)'
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'sweep.log'), 'a') as log:
+    result = subprocess.run(command(config_file, workdir, point, extra), stdout=log,
+                            stderr=subprocess.STDOUT, check=False)
+  if result.returncode:
+    with open(os.path.join(workdir, 'sweep.log')) as f:
+      lines = f.read().strip().splitlines() or ['']
+    return f'failed: {lines[-1][:200]}'
+  return 'done'
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) < 2:
+    raise app.UsageError('usage: python -m gen_jax.sweep SWEEP_FILE --root=DIR [...]')
+  sweep_file, extra = argv[1], argv[2:]
+  bad = [a for a in extra if not a.startswith('--config.')]
+  if bad or not flags.FLAGS.root:
+    raise app.UsageError(f'--root is required; extra arguments must be --config.KEY=VALUE, '
+                         f'got {bad}')
+  config_file, points = load_sweep(sweep_file)
+  root = flags.FLAGS.root
+  workdirs = [os.path.join(root, point_name(i, p)) for i, p in enumerate(points)]
+  if flags.FLAGS.print_commands:
+    for workdir, point in zip(workdirs, points, strict=True):
+      print(shlex.join(['python', *command(config_file, workdir, point, extra)[1:]]))
+    return
+  os.makedirs(root, exist_ok=True)
+  statuses: dict[int, str] = {}
+
+  def rows() -> list[dict[str, Any]]:
+    return [{'point': os.path.basename(w), 'status': statuses.get(i, 'pending'), **p,
+             **results_of(w)} for i, (w, p) in enumerate(zip(workdirs, points, strict=True))]
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, flags.FLAGS.parallel)) as pool:
+    futures = {pool.submit(run_point, config_file, w, p, extra): i
+               for i, (w, p) in enumerate(zip(workdirs, points, strict=True))}
+    for future in concurrent.futures.as_completed(futures):
+      statuses[futures[future]] = future.result()
+      print(f'{os.path.basename(workdirs[futures[future]])}: {statuses[futures[future]]}',
+            flush=True)
+      write_results(root, rows())
+  if any(s.startswith('failed') for s in statuses.values()):
+    sys.exit(1)
+
+
+def define_flags() -> None:
+  """The CLI's flags, defined only when run as a program: sweep files import this module."""
+  flags.DEFINE_string('root', None, 'Folder of the sweep: one workdir per point.')
+  flags.DEFINE_integer('parallel', 1, 'Points run at the same time.')
+  flags.DEFINE_bool('print_commands', False,
+                    'Print one launch command per point (for a scheduler), run nothing.')
+
+
+if __name__ == '__main__':
+  define_flags()
+  # --config.KEY=VALUE arguments are not this program's flags: pass them on to every point.
+  app.run(main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
