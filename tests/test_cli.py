@@ -89,6 +89,8 @@ def test_eval_mode_matches_the_in_training_eval(trained):
     ('--config.data.name=no_such_data', ["unknown dataset data.name='no_such_data'"], 1),
     ('--config.data.batch_size=0', ['data.batch_size=0'], 1),
     ('--mode=fly', ['fly'], 2),
+    ('--coordinator_address=127.0.0.1:1234',
+     ['--coordinator_address needs --num_processes and --process_id'], 2),
 ])
 def test_bad_flags_and_values(tmp_path, tfds_dir, override, fragments, status):
   workdir = str(tmp_path / 'run')
@@ -134,3 +136,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tfds
   state, step = restore_run(workdir)
   assert step == 20
   assert np.all(np.isfinite(np.concatenate([np.ravel(x) for x in jax.tree.leaves(state)])))
+
+
+def test_profile_steps_write_a_trace(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=12',
+                       '--config.train.profile_steps=3', '--config.sample.every_steps=0',
+                       '--config.eval.every_steps=0'))
+  traces = [f for _, _, files in os.walk(os.path.join(workdir, 'profile')) for f in files
+            if f.endswith('.xplane.pb')]
+  assert len(traces) == 1
