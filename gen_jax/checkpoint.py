@@ -10,12 +10,14 @@ Saves are asynchronous and atomic (orbax writes to a temporary folder and rename
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from gen_jax.errors import UserError
@@ -162,35 +164,56 @@ def newest_readable_step(directory: str, abstract_state: Any, family: str,
   if not os.path.isdir(directory):
     return None
   checkpointer = Checkpointer(directory, read_only=True)
-  for step in reversed(checkpointer.all_steps()):
-    try:
-      checkpointer.check_compatible(step, abstract_state, family, config)
-      return step
-    except DamagedCheckpoint:
-      continue
-  return None
+  try:
+    for step in reversed(checkpointer.all_steps()):
+      try:
+        checkpointer.check_compatible(step, abstract_state, family, config)
+        return step
+      except DamagedCheckpoint:
+        continue
+    return None
+  finally:
+    checkpointer.close()
 
 
 def restore_newest_intact(directory: str, abstract_state: Any, family: str,
                           config: ConfigDict) -> tuple[Any, dict, int] | None:
   """Returns (state, data-iterator state, step) of the newest checkpoint that restores, or
-  None. Each damaged newer one is moved to `directory`.damaged/STEP (never deleted) with one
-  warning line, so training resumes from the previous one."""
+  None if there is no checkpoint. Damaged newer ones are moved to `directory`.damaged/STEP
+  (never deleted), each with one warning line, once an older one has restored; if none
+  restores, nothing is moved and a UserError says so (the fault may not be in the files).
+  Every process must reach the same step: a UserError otherwise."""
   if not os.path.isdir(directory):
     return None
   checkpointer = Checkpointer(directory, read_only=True)
+  damaged: list[tuple[int, DamagedCheckpoint]] = []
+  restored = None
   for step in reversed(checkpointer.all_steps()):
     try:
       checkpointer.check_compatible(step, abstract_state, family, config)
-      state, data_state = checkpointer.restore(step, abstract_state)
-      return state, data_state, step
+      restored = (*checkpointer.restore(step, abstract_state), step)
+      break
     except DamagedCheckpoint as e:
-      target = os.path.join(f'{directory}.damaged', str(step))
-      if jax.process_index() == 0:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(os.path.join(directory, str(step)), target)
-      log.warning('%s; moved it to %s and resuming from the previous checkpoint', e, target)
-  return None
+      damaged.append((step, e))
+  checkpointer.close()
+  if restored is None and damaged:
+    raise UserError(f'no checkpoint in {directory} can be read; the newest: {damaged[0][1]}')
+  if restored is None:
+    return None
+  steps = multihost_utils.process_allgather(np.int64(restored[2]))
+  if np.any(steps != restored[2]):
+    raise UserError(f'processes restored different checkpoints {sorted(set(steps.tolist()))} '
+                    f'of {directory}: is the file system the same on every host?')
+  for step, error in damaged:
+    target = os.path.join(f'{directory}.damaged', str(step))
+    if jax.process_index() == 0:
+      if os.path.exists(target):  # damaged again at the same step: keep both
+        target = f'{target}-{time.strftime("%Y%m%d-%H%M%S")}'
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.replace(os.path.join(directory, str(step)), target)
+    log.warning('%s; moved it to %s and resuming from checkpoint %d', error, target,
+                restored[2])
+  return restored
 
 
 def latest_step(directory: str) -> int | None:

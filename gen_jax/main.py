@@ -69,6 +69,9 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
     logging.set_verbosity(logging.ERROR)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
+  if not _COORDINATOR.value and (_NUM_PROCESSES.value is not None or
+                                 _PROCESS_ID.value is not None):
+    fail('--num_processes and --process_id need --coordinator_address', status=2)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from gen_jax import modes, train  # pylint: disable=g-import-not-at-top

@@ -7,8 +7,9 @@ A sweep file defines `CONFIG` (the config file) and `get_sweep()`, a list of ove
 {'dotted.key': value} built with `product` and `zip_points`. Point i runs in DIR/NNN-SLUG
 through `python -m gen_jax.main`, so it is exactly the run its command line describes: a
 finished point (its newest checkpoint at train.num_steps) is skipped, an interrupted one
-resumes. DIR/results.csv and DIR/results.md hold each point's overrides, status, final train
-metrics and latest eval metrics, rewritten after every point.
+resumes, and a workdir whose run has other values for the point's keys is refused (in
+case the list was edited). DIR/results.csv and DIR/results.md hold each point's overrides,
+status, final train metrics and latest eval metrics, rewritten after every point.
 """
 
 import concurrent.futures
@@ -44,11 +45,7 @@ def zip_points(**axes: Sequence[Any]) -> list[Point]:
 
 def load_sweep(path: str) -> tuple[str, list[Point]]:
   """Returns (config file, points) of the sweep file at `path`."""
-  spec = importlib.util.spec_from_file_location('sweep_file', path)
-  if spec is None or not os.path.exists(path):
-    raise ValueError(f'sweep file {path!r} not found')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = _load_module(path, 'sweep_file')
   return module.CONFIG, list(module.get_sweep())
 
 
@@ -75,15 +72,48 @@ def _read_json(path: str) -> dict | None:
     return None
 
 
-def is_finished(workdir: str) -> bool:
-  """Whether the run in `workdir` has its newest checkpoint at its train.num_steps."""
-  config = _read_json(os.path.join(workdir, 'config.json'))
+def _load_module(path: str, name: str):
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or not os.path.exists(path):
+    raise ValueError(f'{path!r} not found')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def target_steps(config_file: str, point: Point, extra: Sequence[str]) -> int:
+  """train.num_steps of the point's run: its override, the sweep-wide one, or the config's."""
+  if 'train.num_steps' in point:
+    return int(point['train.num_steps'])
+  for arg in reversed(extra):
+    if arg.startswith('--config.train.num_steps='):
+      return int(arg.split('=', 1)[1])
+  return int(_load_module(config_file, 'sweep_config').get_config().train.num_steps)
+
+
+def finished_step(workdir: str) -> int | None:
+  """The newest complete checkpoint's step in `workdir`, or None."""
   directory = os.path.join(workdir, 'checkpoints')
-  if config is None or not os.path.isdir(directory):
-    return False
+  if not os.path.isdir(directory):
+    return None
   steps = [int(n) for n in os.listdir(directory)
            if n.isdigit() and os.path.exists(os.path.join(directory, n, 'commit_success.txt'))]
-  return bool(steps) and max(steps) >= config['train']['num_steps']
+  return max(steps, default=None)
+
+
+def mismatch(workdir: str, point: Point) -> str:
+  """'' if the run in `workdir` (if any) has the point's values, else the first difference:
+  a guard against a sweep list edited between runs (workdirs are named by position)."""
+  config = _read_json(os.path.join(workdir, 'config.json'))
+  if config is None:
+    return ''
+  for key, value in point.items():
+    old = config
+    for part in key.split('.'):
+      old = old.get(part) if isinstance(old, dict) else None
+    if json.loads(json.dumps(value)) != old:
+      return f'{workdir} holds a run with {key}={old!r}, not {value!r}'
+  return ''
 
 
 def results_of(workdir: str) -> dict[str, Any]:
@@ -127,12 +157,18 @@ def write_results(root: str, rows: list[dict[str, Any]]) -> None:
 
 def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]) -> str:
   """Runs (or resumes) one point, its output in WORKDIR/sweep.log; returns its status."""
-  if is_finished(workdir):
+  different = mismatch(workdir, point)
+  if different:
+    return f'failed: {different}'
+  done = finished_step(workdir)
+  if done is not None and done >= target_steps(config_file, point, extra):
     return 'done (skipped)'
   os.makedirs(workdir, exist_ok=True)
+  # Points running side by side on one accelerator must not each take most of its memory.
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
   with open(os.path.join(workdir, 'sweep.log'), 'a') as log:
     result = subprocess.run(command(config_file, workdir, point, extra), stdout=log,
-                            stderr=subprocess.STDOUT, check=False)
+                            stderr=subprocess.STDOUT, check=False, env=env)
   if result.returncode:
     with open(os.path.join(workdir, 'sweep.log')) as f:
       lines = f.read().strip().splitlines() or ['']

@@ -72,8 +72,17 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   # Every check passed: only now is anything written to the workdir.
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as stack:
+    refused = ''
     if jax.process_index() == 0:
-      stack.enter_context(hold_workdir(workdir))
+      try:
+        stack.enter_context(hold_workdir(workdir))
+      except UserError as e:
+        refused = str(e)
+    # Every process stops if process 0 could not take the workdir.
+    if jax.process_count() > 1 and multihost_utils.broadcast_one_to_all(np.int32(bool(refused))):
+      refused = refused or f'workdir {workdir} is in use by another training run'
+    if refused:
+      raise UserError(refused)
     return _train(exp, data_iter, config, workdir)
 
 
@@ -152,8 +161,12 @@ def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
       if save_now:
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
         last_checkpoint = step
-  finally:
     checkpointer.wait()
+  finally:
+    try:
+      checkpointer.wait()  # after an error: let the save in flight finish, keep that error
+    except UserError as e:
+      log.error('%s', e)
     checkpointer.close()
     if writer is not None:
       writer.close()

@@ -66,7 +66,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_
   result = run_cli(*args(workdir, tfds_dir, 60))
   warning = [line for line in result.stderr.splitlines() if 'cannot be read' in line]
   assert len(warning) == 1 and 'checkpoints/40' in warning[0], result.stderr[-2000:]
-  assert 'resuming from the previous checkpoint' in warning[0]
+  assert 'resuming from checkpoint 20' in warning[0]
   moved = os.path.join(workdir, 'checkpoints.damaged', '40')
   truncated = os.path.join(moved, os.path.relpath(biggest, step_40))
   assert os.path.getsize(truncated) == size // 2  # kept as it was, for a post-mortem

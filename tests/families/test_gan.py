@@ -71,7 +71,7 @@ def fd_gradient_norms(critic, x, h=1e-5):
 
 
 def test_penalties_match_finite_differences():
-  with jax.experimental.enable_x64():
+  with jax.enable_x64(True):
     critic = critic_in_float64()
     real = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1), jnp.float64, -1, 1)
     fake = jax.random.uniform(jax.random.key(2), (4, 8, 8, 1), jnp.float64, -1, 1)
