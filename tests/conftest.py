@@ -87,8 +87,9 @@ def read_json(path: str) -> dict:
 
 
 def flat_params(state):
-  """All parameters of `state` as one float64 vector."""
+  """All parameters of `state`, their EMA and the model state (BatchNorm and spectral-norm
+  statistics) as one float64 vector."""
   import jax
   import numpy as np
-  leaves = jax.tree.leaves(state.params)
+  leaves = jax.tree.leaves((state.params, state.ema_params, state.model_state))
   return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in leaves])

@@ -48,7 +48,15 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
       '--config.data.random_flip=True', '--config.eval.batch_size=96'], num_steps=10)
 
 
-def test_gan_with_batchnorm_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
+@pytest.mark.parametrize('overrides', [
+    (),
+    ('--config.model.d_norm=layer', '--config.model.spectral_norm=True',
+     '--config.gan.loss=wasserstein', '--config.gan.gp_weight=10.0'),
+], ids=['batchnorm', 'layernorm-sn-gp'])
+def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
+  """Plain SGD (a wrong gradient scale would show), two D updates per step (each on its own
+  examples), global BatchNorm or spectral norm with the gradient penalty."""
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: gan_digits_args(
-      workdir, tfds_dir, '--config.sample.every_steps=0', '--config.data.random_flip=True'),
-      num_steps=10)
+      workdir, tfds_dir, '--config.sample.every_steps=0', '--config.data.random_flip=True',
+      '--config.optim.name=sgd', '--config.optim.learning_rate=0.05', '--config.gan.n_critic=2',
+      *overrides), num_steps=10)
