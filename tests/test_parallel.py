@@ -58,5 +58,6 @@ def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
   examples), global BatchNorm or spectral norm with the gradient penalty."""
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: gan_digits_args(
       workdir, tfds_dir, '--config.sample.every_steps=0', '--config.data.random_flip=True',
-      '--config.optim.name=sgd', '--config.optim.learning_rate=0.05', '--config.gan.n_critic=2',
+      '--config.optim.name=sgd', '--config.optim.learning_rate=0.05',
+      '--config.optim_d.learning_rate=0.05', '--config.gan.n_critic=2',
       *overrides), num_steps=10)
