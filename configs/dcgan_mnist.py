@@ -27,10 +27,10 @@ def get_config():
   config.optim.ema_decay = 0.999
   config.optim_d = dict(learning_rate=2e-4)
 
-  config.train.num_steps = 10000
+  config.train.num_steps = 12000
   config.train.log_every = 200
-  config.checkpoint.every_steps = 2000
-  config.sample.every_steps = 2000
+  config.checkpoint.every_steps = 3000
+  config.sample.every_steps = 3000
   config.eval.every_steps = 0
   config.eval.num_examples = 1000
   config.eval.batch_size = 100
