@@ -7,6 +7,7 @@ each global batch. Each example carries its stream position as `id`, from which 
 on-device augmentation and the families fold their per-example random keys.
 """
 
+import fcntl
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,23 @@ def _builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
         f'cifar10, celeb_a) or an offline builder ({", ".join(OFFLINE_BUILDERS)})') from None
 
 
+def _prepare(builder: Any, data: ConfigDict) -> None:
+  """Prepares the dataset once, under a file lock: runs started side by side on a fresh
+  data_dir (a sweep with --parallel) would otherwise race to rename the same folder."""
+  root = os.path.dirname(os.path.dirname(builder.data_dir))  # DATA_DIR/NAME
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, '.prepare.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if builder.is_prepared():  # prepared by the run that held the lock before us
+      return
+    try:
+      builder.download_and_prepare(
+          file_format='array_record',
+          download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir))
+    except (FileNotFoundError, AssertionError, ValueError) as e:  # tfds asserts on an empty dir
+      raise UserError(f'cannot prepare dataset {data.name!r}: {" ".join(str(e).split())}') from None
+
+
 def load_source(data: ConfigDict, split: str) -> Any:
   """Returns the tfds random-access source of `split`, preparing the dataset once if needed."""
   builder = _builder(data)
@@ -43,12 +61,7 @@ def load_source(data: ConfigDict, split: str) -> Any:
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and data.manual_dir is None:
       raise UserError(f'dataset {data.name!r} needs data.manual_dir: '
                       f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-    try:
-      builder.download_and_prepare(
-          file_format='array_record',
-          download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir))
-    except (FileNotFoundError, AssertionError, ValueError) as e:  # tfds asserts on an empty dir
-      raise UserError(f'cannot prepare dataset {data.name!r}: {" ".join(str(e).split())}') from None
+    _prepare(builder, data)
   try:
     return tfds.data_source(data.name, split=split, data_dir=data.data_dir)
   except ValueError as e:
