@@ -55,9 +55,11 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
 ], ids=['batchnorm', 'layernorm-sn-gp'])
 def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
   """Plain SGD (a wrong gradient scale would show), two D updates per step (each on its own
-  examples), global BatchNorm or spectral norm with the gradient penalty."""
+  examples), global BatchNorm or spectral norm with the gradient penalty. At learning rate
+  0.05 the two-player dynamics amplify float-rounding differences ~1e4-fold within 5 steps
+  (seen: 1e-7 to 4e-3 in d_loss), so the comparison uses 0.01 (1e-8 relative here)."""
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: gan_digits_args(
       workdir, tfds_dir, '--config.sample.every_steps=0', '--config.data.random_flip=True',
-      '--config.optim.name=sgd', '--config.optim.learning_rate=0.05',
-      '--config.optim_d.learning_rate=0.05', '--config.gan.n_critic=2',
+      '--config.optim.name=sgd', '--config.optim.learning_rate=0.01',
+      '--config.optim_d.learning_rate=0.01', '--config.gan.n_critic=2',
       *overrides), num_steps=10)
