@@ -3,7 +3,11 @@
   python -m gen_jax.main --config=configs/ddpm_mnist.py --workdir=/tmp/ddpm_mnist \
       --config.data.manual_dir=PATH/TO/MNIST_IDX_FILES
 
-Runtime and result: see experiments/BASELINES.md.
+Runtime: 42 min 47 s on 2 CPU cores (5,000 steps of batch 64, ~2 steps/s). Expected:
+recognizable, diverse digits (docs/ddpm_mnist_samples.png; DDIM, 50 trailing steps, EMA);
+test bound 1.71 bits/dim (200 test images, all 1,000 terms, fixed-small variance) and, in
+classifier space (configs/classifier_mnist.py), FID 88.2 on 10,000 samples (precision 0.54,
+recall 0.88): see experiments/BASELINES.md. The eval of both took 37 minutes.
 """
 
 from gen_jax.config_lib import base_config
