@@ -26,6 +26,15 @@ def start(arguments, prefix=()):
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def assert_equals_an_uninterrupted_run(workdir, reference, tfds_dir, num_steps):
+  """The resumed run in `workdir` logged every step once and ends where a run of the same
+  command that was never interrupted ends, bit for bit."""
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, num_steps + 1))
+  run_cli(*args(reference, tfds_dir, num_steps))
+  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
+                                flat_params(restore_run(reference)[0]))
+
+
 def last_line(stderr: str) -> str:
   return stderr.strip().splitlines()[-1]
 
@@ -45,11 +54,7 @@ def test_kill_during_an_async_save_resumes_from_the_previous_checkpoint(tmp_path
   assert not os.path.exists(os.path.join(checkpoints, '40', 'commit_success.txt')), (
       'the kill came after the save finished')
   run_cli(*args(workdir, tfds_dir, 60))
-  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 61))
-  reference = str(tmp_path / 'reference')
-  run_cli(*args(reference, tfds_dir, 60))
-  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
-                                flat_params(restore_run(reference)[0]))
+  assert_equals_an_uninterrupted_run(workdir, str(tmp_path / 'reference'), tfds_dir, 60)
 
 
 def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_path, tfds_dir):
@@ -69,11 +74,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_
   moved = os.path.join(workdir, 'checkpoints.damaged', '40')
   truncated = os.path.join(moved, os.path.relpath(biggest, step_40))
   assert os.path.getsize(truncated) == size // 2  # kept as it was, for a post-mortem
-  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 61))
-  reference = str(tmp_path / 'reference')
-  run_cli(*args(reference, tfds_dir, 60))
-  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
-                                flat_params(restore_run(reference)[0]))
+  assert_equals_an_uninterrupted_run(workdir, str(tmp_path / 'reference'), tfds_dir, 60)
 
 
 def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, tfds_dir):
