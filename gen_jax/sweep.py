@@ -27,6 +27,8 @@ from typing import Any
 
 from absl import app, flags
 
+from gen_jax.checkpoint import latest_step
+
 Point = dict[str, Any]
 
 
@@ -91,16 +93,6 @@ def target_steps(config_file: str, point: Point, extra: Sequence[str]) -> int:
   return int(_load_module(config_file, 'sweep_config').get_config().train.num_steps)
 
 
-def finished_step(workdir: str) -> int | None:
-  """The newest complete checkpoint's step in `workdir`, or None."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return None
-  steps = [int(n) for n in os.listdir(directory)
-           if n.isdigit() and os.path.exists(os.path.join(directory, n, 'commit_success.txt'))]
-  return max(steps, default=None)
-
-
 def mismatch(workdir: str, point: Point) -> str:
   """'' if the run in `workdir` (if any) has the point's values, else the first difference:
   a guard against a sweep list edited between runs (workdirs are named by position)."""
@@ -160,7 +152,7 @@ def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]
   different = mismatch(workdir, point)
   if different:
     return f'failed: {different}'
-  done = finished_step(workdir)
+  done = latest_step(os.path.join(workdir, 'checkpoints'))
   if done is not None and done >= target_steps(config_file, point, extra):
     return 'done (skipped)'
   os.makedirs(workdir, exist_ok=True)
