@@ -33,6 +33,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 to num_p
 
 def fail(message: str, status: int = 1) -> None:
   print(f'gen_jax: error: {message}', file=sys.stderr)
+  # A failed async checkpoint write leaves orbax tasks whose exception (already reported in the
+  # line above) asyncio would log again at exit, burying the one line.
+  std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL + 1)
   sys.exit(status)
 
 

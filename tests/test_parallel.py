@@ -40,6 +40,7 @@ def test_vae_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, optimizer, lr):
       '--config.data.binarize=True', '--config.model.likelihood=bernoulli'), num_steps=20)
 
 
+@pytest.mark.slow
 def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: [
       '--config=configs/ddpm_digits.py', f'--workdir={workdir}',

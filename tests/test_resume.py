@@ -36,10 +36,10 @@ def without_timing(rows):
   return [{k: v for k, v in row.items() if k != 'steps_per_sec'} for row in rows]
 
 
-@pytest.mark.parametrize('make_args,num_steps,every', [(vae_args, 1500, 100),
-                                                       (ddpm_args, 300, 50),
-                                                       (gan_args, 600, 100)],
-                         ids=['vae', 'ddpm', 'gan'])
+@pytest.mark.parametrize('make_args,num_steps,every', [
+    pytest.param(vae_args, 1500, 100, id='vae'),
+    pytest.param(ddpm_args, 300, 50, id='ddpm', marks=pytest.mark.slow),
+    pytest.param(gan_args, 600, 100, id='gan')])
 def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir, make_args,
                                                                num_steps, every):
   def args(workdir):
