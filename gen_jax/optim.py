@@ -26,8 +26,9 @@ def learning_rate_schedule(optim: ConfigDict, num_steps: int) -> optax.Schedule:
 def make_optimizer(optim: ConfigDict, num_steps: int) -> optax.GradientTransformation:
   """Returns grad-norm clipping chained with the optimizer.
 
-  Clipping is always in the chain (at infinity when `optim.grad_clip` is 0), so turning it
-  on later keeps the optimizer state's structure and the run can resume.
+  The clip's place in the chain holds an empty state whether `optim.grad_clip` is 0 (no
+  clipping) or not, so turning it on later keeps the optimizer state's structure and the run
+  can resume.
   """
   lr = learning_rate_schedule(optim, num_steps)
   if optim.name == 'adam':
@@ -39,4 +40,6 @@ def make_optimizer(optim: ConfigDict, num_steps: int) -> optax.GradientTransform
     opt = optax.sgd(lr, momentum=optim.momentum or None)
   else:
     raise UserError(f'optim.name={optim.name!r}: expected one of {OPTIMIZERS}')
-  return optax.chain(optax.clip_by_global_norm(optim.grad_clip or float('inf')), opt)
+  # optax.identity() has the clip's (empty) state and skips computing an unused norm.
+  clip = optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity()
+  return optax.chain(clip, opt)

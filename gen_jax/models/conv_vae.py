@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.layers import Conv2x
+from gen_jax.models.layers import Conv2x, Dense
 
 
 class Encoder(nn.Module):
@@ -22,8 +22,8 @@ class Encoder(nn.Module):
       x = nn.silu(Conv2x(features, impl=self.conv_impl)(x))
     x = x.reshape(x.shape[0], -1)
     if self.hidden:
-      x = nn.silu(nn.Dense(self.hidden)(x))
-    mean, logvar = jnp.split(nn.Dense(2 * self.latent_dim)(x), 2, axis=-1)
+      x = nn.silu(Dense(self.hidden)(x))
+    mean, logvar = jnp.split(Dense(2 * self.latent_dim)(x), 2, axis=-1)
     return mean, logvar
 
 
@@ -41,8 +41,8 @@ class Decoder(nn.Module):
     scale = 2 ** len(self.channels)
     h, w = height // scale, width // scale
     if self.hidden:
-      z = nn.silu(nn.Dense(self.hidden)(z))
-    x = nn.silu(nn.Dense(h * w * self.channels[-1])(z)).reshape(-1, h, w, self.channels[-1])
+      z = nn.silu(Dense(self.hidden)(z))
+    x = nn.silu(Dense(h * w * self.channels[-1])(z)).reshape(-1, h, w, self.channels[-1])
     for features in reversed(self.channels[:-1]):
       x = nn.silu(Conv2x(features, up=True, impl=self.conv_impl)(x))
     return Conv2x(channels * self.params_per_channel, up=True, impl=self.conv_impl)(x)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.layers import Conv2x
+from gen_jax.models.layers import Conv2x, Dense
+from gen_jax.models.norms import BatchNorm
 from gen_jax.parallel import DATA_AXIS
 
 NORMS = ('batch', 'layer', 'none')
@@ -35,9 +36,9 @@ def base_size(image_size: int, num_upsamplings: int) -> int:
   return base
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
+def _batch_norm(train: bool) -> BatchNorm:
   # momentum 0.9 is PyTorch's 0.1; the statistics are global over the 'data' axis.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=DATA_AXIS if train else None,
                       scale_init=lambda k, s, d=jnp.float32: 1.0 + 0.02 * jax.random.normal(
                           k, s, d))
@@ -57,7 +58,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     base = base_size(self.image_size, len(self.channels))
-    x = nn.Dense(base * base * self.channels[0], use_bias=False, kernel_init=_INIT)(z)
+    x = Dense(base * base * self.channels[0], use_bias=False, kernel_init=_INIT)(z)
     x = nn.relu(_batch_norm(train)(x.reshape(-1, base, base, self.channels[0])))
     for width in self.channels[1:]:
       x = Conv2x(width, up=True, impl=self.conv_impl, use_bias=False, kernel_init=_INIT)(x)
@@ -97,5 +98,5 @@ class Discriminator(nn.Module):
       elif i and self.norm == 'layer':
         x = nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3))(x)
       x = nn.leaky_relu(x, 0.2)
-    logits = layer(nn.Dense(1, use_bias=bias, kernel_init=_INIT), x.reshape(x.shape[0], -1))
+    logits = layer(Dense(1, use_bias=bias, kernel_init=_INIT), x.reshape(x.shape[0], -1))
     return logits[:, 0]

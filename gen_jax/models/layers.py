@@ -1,4 +1,5 @@
-"""Stride-2 convolutions with a choice of implementation and the same parameters.
+"""Conv and Dense layers: `nn.Conv` / `nn.Dense`'s parameters, with fast bias gradients on
+XLA:CPU (`norms.add_bias`), and stride-2 convolutions with a choice of implementation.
 
 `impl='xla'` calls `lax.conv_general_dilated` / `lax.conv_transpose` exactly as `nn.Conv` /
 `nn.ConvTranspose` do (kernel 4, stride 2, 'SAME'). `impl='stride1'` computes the same
@@ -15,10 +16,14 @@ initialised as `nn.Conv`'s by default, so a
 checkpoint trained with one implementation runs with the other.
 """
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
+
+from gen_jax.models.norms import add_bias
 
 IMPLS = ('xla', 'stride1')
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
@@ -89,5 +94,37 @@ class Conv2x(nn.Module):
     else:
       y = lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,))
+      y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
+    return y
+
+
+class Conv(nn.Module):
+  """`nn.Conv` in NHWC with 'SAME' padding: x [B, H, W, C] -> [B, H/s, W/s, features]."""
+  features: int
+  kernel_size: Sequence[int]
+  strides: Sequence[int] = (1, 1)
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (*self.kernel_size, x.shape[-1], self.features))
+    y = lax.conv_general_dilated(x, kernel, tuple(self.strides), 'SAME', dimension_numbers=_DIMS)
+    if self.use_bias:
+      y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
+    return y
+
+
+class Dense(nn.Module):
+  """`nn.Dense`: x [..., C] -> [..., features]."""
+  features: int
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], self.features))
+    y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    if self.use_bias:
+      y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
     return y

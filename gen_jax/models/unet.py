@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from gen_jax.models.layers import Conv, Dense
+from gen_jax.models.norms import GroupNorm
+
 
 def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
   """Sinusoidal embedding of timesteps t [B] -> [B, dim], as in the reference code (and the
@@ -33,8 +36,8 @@ def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def _norm() -> nn.GroupNorm:
-  return nn.GroupNorm(num_groups=32, epsilon=1e-6)
+def _norm() -> GroupNorm:
+  return GroupNorm(num_groups=32, epsilon=1e-6)
 
 
 class ResnetBlock(nn.Module):
@@ -45,14 +48,14 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, temb: jax.Array, train: bool, ids: jax.Array | None
                ) -> jax.Array:
-    h = nn.Conv(self.out_ch, (3, 3), name='conv1')(nn.silu(_norm()(x)))
-    h = h + nn.Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
+    h = Conv(self.out_ch, (3, 3), name='conv1')(nn.silu(_norm()(x)))
+    h = h + Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
     h = nn.silu(_norm()(h))
     if train and self.dropout > 0:
       h = example_dropout(h, self.dropout, self.make_rng('dropout'), ids)
-    h = nn.Conv(self.out_ch, (3, 3), name='conv2')(h)
+    h = Conv(self.out_ch, (3, 3), name='conv2')(h)
     if x.shape[-1] != self.out_ch:
-      x = nn.Dense(self.out_ch, name='nin_shortcut')(x)
+      x = Dense(self.out_ch, name='nin_shortcut')(x)
     return x + h
 
 
@@ -63,10 +66,10 @@ class AttnBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     y = _norm()(x)
-    q, k, v = (nn.Dense(c, name=name)(y).reshape(b, h * w, c) for name in ('q', 'k', 'v'))
+    q, k, v = (Dense(c, name=name)(y).reshape(b, h * w, c) for name in ('q', 'k', 'v'))
     weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c), axis=-1)
     out = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, h, w, c)
-    return x + nn.Dense(c, name='proj_out')(out)
+    return x + Dense(c, name='proj_out')(out)
 
 
 class UNet(nn.Module):
@@ -87,10 +90,10 @@ class UNet(nn.Module):
     if train and self.dropout > 0 and ids is None:
       raise ValueError('UNet: training with dropout needs the example ids')
     temb = timestep_embedding(t, self.ch)
-    temb = nn.Dense(4 * self.ch, name='temb_dense0')(temb)
-    temb = nn.Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
+    temb = Dense(4 * self.ch, name='temb_dense0')(temb)
+    temb = Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
 
-    hs = [nn.Conv(self.ch, (3, 3), name='conv_in')(x)]
+    hs = [Conv(self.ch, (3, 3), name='conv_in')(x)]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
         h = ResnetBlock(self.ch * mult, self.dropout)(hs[-1], temb, train, ids)
@@ -98,7 +101,7 @@ class UNet(nn.Module):
           h = AttnBlock()(h)
         hs.append(h)
       if level != len(self.ch_mult) - 1:
-        hs.append(nn.Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2))(hs[-1]))
+        hs.append(Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2))(hs[-1]))
 
     h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train, ids)
     h = AttnBlock()(h)
@@ -113,5 +116,5 @@ class UNet(nn.Module):
       if level != 0:
         b, hh, ww, c = h.shape
         h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), 'nearest')
-        h = nn.Conv(c, (3, 3))(h)
-    return nn.Conv(self.out_ch, (3, 3), name='conv_out')(nn.silu(_norm()(h)))
+        h = Conv(c, (3, 3))(h)
+    return Conv(self.out_ch, (3, 3), name='conv_out')(nn.silu(_norm()(h)))
