@@ -120,3 +120,13 @@ def test_full_disk_is_one_clear_line_and_keeps_the_finished_checkpoints(tmp_path
   assert 'finished checkpoints are intact (newest: 20)' in message
   state, step = restore_run(workdir)
   assert step == 20 and np.all(np.isfinite(flat_params(state)))
+
+
+def test_a_workdir_that_cannot_be_created_is_one_clear_line(tmp_path, tfds_dir):
+  """Root ignores permission bits, so the unwritable workdir here is one under a file."""
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  result = run_cli(*args(str(blocker / 'run'), tfds_dir, 2), check=False)
+  assert result.returncode != 0
+  assert last_line(result.stderr) == ('gen_jax: error: NotADirectoryError: [Errno 20] '
+                                      f"Not a directory: '{blocker / 'run'}'")

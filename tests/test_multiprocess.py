@@ -1,7 +1,10 @@
 """Two processes x 4 CPU devices over jax.distributed on 127.0.0.1 train exactly like one
-process x 8 devices, and a run whose two processes are killed resumes."""
+process x 8 devices, and a run whose two processes are killed resumes. The first run finds
+its cluster as on SLURM (`--distributed` and the SLURM_* variables), the others through
+--coordinator_address / --num_processes / --process_id."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,31 +16,49 @@ import numpy as np
 from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+def free_port(low: int = 0) -> int:
+  """A free port on 127.0.0.1: any (low 0), or one from [low, 65535]."""
+  for _ in range(100):
+    with socket.socket() as s:
+      try:
+        s.bind(('127.0.0.1', random.randint(low, 65535) if low else 0))
+      except OSError:
+        continue
+      return s.getsockname()[1]
+  raise RuntimeError(f'no free port from {low}')
 
 
-def start_processes(args: list[str]) -> list[subprocess.Popen]:
-  """Starts the 2 processes of one run, 4 fake CPU devices each."""
-  port = free_port()
+def start_processes(args: list[str], slurm: bool = False) -> list[subprocess.Popen]:
+  """Starts the 2 processes of one run, 4 fake CPU devices each; with `slurm`, as SLURM
+  would (jax.distributed's auto-detection takes the port from the job id)."""
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  return [subprocess.Popen(
-      [sys.executable, '-m', 'gen_jax.main', *args, f'--coordinator_address=127.0.0.1:{port}',
-       '--num_processes=2', f'--process_id={i}'],
-      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  if slurm:
+    slurm_ports = 65535 - 2**12 + 1  # the first port jax derives from SLURM_JOB_ID
+    env |= {'SLURM_JOB_ID': str(free_port(slurm_ports) - slurm_ports),
+            'SLURM_STEP_NODELIST': '127.0.0.1', 'SLURM_NTASKS': '2'}
+    per_process = [(['--distributed'], {'SLURM_PROCID': str(i), 'SLURM_LOCALID': str(i)})
+                   for i in range(2)]
+  else:
+    port = free_port()
+    per_process = [([f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                     f'--process_id={i}'], {}) for i in range(2)]
+  return [subprocess.Popen([sys.executable, '-m', 'gen_jax.main', *args, *flags],
+                           cwd=REPO, env=env | extra, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+          for flags, extra in per_process]
 
 
-def finish(processes: list[subprocess.Popen], timeout: float = 600) -> None:
+def finish(processes: list[subprocess.Popen], timeout: float = 600) -> list[str]:
+  """Waits for the processes to succeed; returns their stderr."""
+  errors = []
   try:
     for i, p in enumerate(processes):
-      _, err = p.communicate(timeout=timeout)
-      assert p.returncode == 0, f'process {i} failed:\n{err[-3000:]}'
+      errors.append(p.communicate(timeout=timeout)[1])
+      assert p.returncode == 0, f'process {i} failed:\n{errors[-1][-3000:]}'
   finally:
     for p in processes:
       p.kill()
+  return errors
 
 
 def run_args(workdir, tfds_dir, num_steps):
@@ -51,7 +72,8 @@ def run_args(workdir, tfds_dir, num_steps):
 def test_two_processes_equal_one_and_resume_after_both_are_killed(tmp_path, tfds_dir):
   single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
   run_cli(*run_args(single, tfds_dir, 10), devices=8)
-  finish(start_processes(run_args(multi, tfds_dir, 10)))
+  errors = finish(start_processes(run_args(multi, tfds_dir, 10), slurm=True))
+  assert 'on 8 devices (2 processes)' in errors[0]
   state_1, step_1 = restore_run(single)
   state_2, step_2 = restore_run(multi)
   assert step_1 == step_2 == 10

@@ -148,6 +148,42 @@ class BatchNorm(nn.Module):
     return y
 
 
+def _group_means(flat: jax.Array, num_groups: int) -> jax.Array:
+  """Per example and group, the mean of flat [B, M, C] over M and the group's channels,
+  repeated for each channel of the group: [B, 1, C]."""
+  b, m, c = flat.shape
+  sums = jnp.ones((b, 1, m), flat.dtype) @ flat  # a batched matrix-vector product, [B, 1, C]
+  means = sums.reshape(b, num_groups, c // num_groups).sum(-1) / (m * (c // num_groups))
+  return jnp.repeat(means, c // num_groups, axis=1)[:, None]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def group_normalize(x: jax.Array, num_groups: int, epsilon: float) -> jax.Array:
+  """x [B, ..., C] normalized per example over each group of C / num_groups channels and all
+  other axes: (x - mean) / sqrt(var + epsilon), var = E[x^2] - E[x]^2. Same shape."""
+  return _group_normalize_fwd(x, num_groups, epsilon)[0]
+
+
+def _group_normalize_fwd(x, num_groups, epsilon):
+  flat = x.reshape(x.shape[0], -1, x.shape[-1])
+  mean = _group_means(flat, num_groups)
+  inv = lax.rsqrt(jnp.maximum(0.0, _group_means(flat * flat, num_groups) - mean * mean) + epsilon)
+  normalized = ((flat - mean) * inv).reshape(x.shape)
+  return normalized, (normalized, inv)
+
+
+def _group_normalize_bwd(num_groups, epsilon, residuals, g):
+  del epsilon
+  normalized, inv = residuals
+  flat = normalized.reshape(inv.shape[0], -1, inv.shape[-1])
+  g = g.reshape(flat.shape)
+  dx = inv * (g - _group_means(g, num_groups) - flat * _group_means(g * flat, num_groups))
+  return (dx.reshape(normalized.shape),)
+
+
+group_normalize.defvjp(_group_normalize_fwd, _group_normalize_bwd)
+
+
 class GroupNorm(nn.Module):
   """`nn.GroupNorm` over the last axis of x [B, ..., C] (same variables and names): each
   example's channels in `num_groups` groups, normalized over the group and all other axes."""
@@ -162,13 +198,4 @@ class GroupNorm(nn.Module):
                        f'{self.num_groups} groups')
     scale = self.param('scale', nn.initializers.ones_init(), (features,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (features,), jnp.float32)
-    flat = x.reshape(x.shape[0], -1, features)  # [B, M, C]
-    ones = jnp.ones((x.shape[0], 1, flat.shape[1]), x.dtype)
-    sums = jnp.concatenate([ones @ flat, ones @ (flat * flat)], axis=1)  # [B, 2, C]
-    sums = sums.reshape(x.shape[0], 2, self.num_groups, -1).sum(-1)  # [B, 2, G]
-    moments = sums / (flat.shape[1] * (features // self.num_groups))
-    mean, mean_sq = moments[:, 0], moments[:, 1]
-    inv = lax.rsqrt(jnp.maximum(0.0, mean_sq - mean * mean) + self.epsilon)  # [B, G]
-    per_channel = lambda v: jnp.repeat(v, features // self.num_groups, axis=1)[:, None]
-    normalized = (flat - per_channel(mean)) * per_channel(inv)
-    return scale_and_shift(normalized.reshape(x.shape), scale, bias)
+    return scale_and_shift(group_normalize(x, self.num_groups, self.epsilon), scale, bias)
