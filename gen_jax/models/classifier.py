@@ -14,7 +14,7 @@ class Classifier(nn.Module):
   channels: Sequence[int]
   features: int
   num_classes: int
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -14,7 +14,7 @@ class Encoder(nn.Module):
   channels: Sequence[int]
   hidden: int
   latent_dim: int
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -33,7 +33,7 @@ class Decoder(nn.Module):
   hidden: int
   image_shape: tuple[int, int, int]
   params_per_channel: int
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -55,7 +55,7 @@ class ConvVAE(nn.Module):
   latent_dim: int
   image_shape: tuple[int, int, int]
   params_per_channel: int
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   def setup(self):
     self.encoder = Encoder(self.channels, self.hidden, self.latent_dim, self.conv_impl)

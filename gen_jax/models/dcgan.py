@@ -53,7 +53,7 @@ class Generator(nn.Module):
   channels: Sequence[int]
   image_size: int
   image_channels: int
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
@@ -78,7 +78,7 @@ class Discriminator(nn.Module):
   channels: Sequence[int]
   norm: str = 'batch'
   spectral_norm: bool = False
-  conv_impl: str = 'stride1'
+  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:

@@ -11,21 +11,28 @@ its strided and lhs-dilated ("transposed") convolutions, forward and backward:
 * stride-2 transposed conv: one 2x2 stride-1 conv of the 1-padded input into 4x the
   output channels (output phase (r, c) uses taps (2i + r, 2j + c)), then depth-to-space.
 
-Both hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] (unless `use_bias=False`),
-initialised as `nn.Conv`'s by default, so a
-checkpoint trained with one implementation runs with the other.
+`impl='mixed'` (the configs' choice for CPU) is a custom VJP that computes each of the
+forward pass, the input gradient and the kernel gradient with whichever of the two XLA:CPU
+runs faster (measured per part, `benchmarks/conv_parts.py`): XLA's strided conv is fast
+forward (from 16 input channels) and for its kernel gradient, and it is also the fast input
+gradient of the transposed conv; the stride-1 form wins everywhere else, and XLA's kernel
+gradient of a transposed conv is 40-60x slower than it.
+
+All hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] (unless `use_bias=False`),
+initialised as `nn.Conv`'s by default, so a checkpoint trained with one implementation runs
+with the others.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from gen_jax.models.norms import add_bias
+from gen_jax.models.norms import add_bias, vary_like
 
-IMPLS = ('xla', 'stride1')
+IMPLS = ('xla', 'stride1', 'mixed')
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -52,10 +59,14 @@ def _by_parity(kernel: jax.Array) -> jax.Array:
   return kernel.reshape(2, 2, 2, 2, *kernel.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
 
 
-def conv_down_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Equals a stride-2 'SAME' conv with the 4x4 `kernel` on even-sized `x`: [N, H/2, W/2, O]."""
+def _check_even(x: jax.Array) -> None:
   if x.shape[1] % 2 or x.shape[2] % 2:
     raise ValueError(f'stride1 conv needs even height and width, got {x.shape[1:3]}')
+
+
+def conv_down_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Equals a stride-2 'SAME' conv with the 4x4 `kernel` on even-sized `x`: [N, H/2, W/2, O]."""
+  _check_even(x)
   _, _, i, o = kernel.shape
   k = _by_parity(kernel).reshape(2, 2, 4 * i, o)
   x = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
@@ -74,6 +85,59 @@ def conv_up_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return depth_to_space(phases.reshape(*phases.shape[:3], 4 * o))
 
 
+def conv_down_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`nn.Conv`'s stride-2 'SAME' conv with the 4x4 `kernel`: [N, H/2, W/2, O]."""
+  return lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
+
+
+def conv_up_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`nn.ConvTranspose`'s stride-2 'SAME' transposed conv with the 4x4 `kernel`: [N, 2H, 2W, O]."""
+  return lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
+
+
+def _per_part(forward: Callable, input_grad: Callable, kernel_grad: Callable) -> Callable:
+  """A conv (x, kernel) -> y computed by `forward`, whose input and kernel cotangents are those
+  of `input_grad` and `kernel_grad`: three implementations of the same function."""
+
+  @jax.custom_vjp
+  def conv(x, kernel):
+    return forward(x, kernel)
+
+  def conv_fwd(x, kernel):
+    return forward(x, kernel), (x, kernel)
+
+  def conv_bwd(residuals, dy):
+    x, kernel = residuals
+    dx = jax.vjp(lambda x: input_grad(x, kernel), x)[1](dy)[0]
+    dkernel = jax.vjp(lambda kernel: kernel_grad(x, kernel), kernel)[1](dy)[0]
+    return dx, dkernel
+
+  conv.defvjp(conv_fwd, conv_bwd)
+  return conv
+
+
+_DOWN_MIXED = {
+    narrow: _per_part(conv_down_stride1 if narrow else conv_down_xla, conv_down_stride1,
+                      conv_down_xla) for narrow in (True, False)}
+_UP_MIXED = _per_part(conv_up_stride1, conv_up_xla, conv_up_stride1)
+_MIN_XLA_DOWN_CHANNELS = 16  # below it, the stride-1 forward is faster (RGB / gray inputs)
+
+
+def conv_down_mixed(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_down_xla` by the fastest formulation per part on XLA:CPU: [N, H/2, W/2, O]."""
+  _check_even(x)
+  return _DOWN_MIXED[kernel.shape[2] < _MIN_XLA_DOWN_CHANNELS](x, vary_like(kernel, x))
+
+
+def conv_up_mixed(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_up_xla` by the fastest formulation per part on XLA:CPU: [N, 2H, 2W, O]."""
+  return _UP_MIXED(x, vary_like(kernel, x))
+
+
+_CONV2X = {'xla': (conv_down_xla, conv_up_xla), 'stride1': (conv_down_stride1, conv_up_stride1),
+           'mixed': (conv_down_mixed, conv_up_mixed)}
+
+
 class Conv2x(nn.Module):
   """A 4x4 conv that halves (`up=False`) or doubles (`up=True`) the spatial size."""
   features: int
@@ -87,12 +151,7 @@ class Conv2x(nn.Module):
     if self.impl not in IMPLS:
       raise ValueError(f'conv impl {self.impl!r}: expected one of {IMPLS}')
     kernel = self.param('kernel', self.kernel_init, (4, 4, x.shape[-1], self.features))
-    if self.impl == 'stride1':
-      y = conv_up_stride1(x, kernel) if self.up else conv_down_stride1(x, kernel)
-    elif self.up:
-      y = lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
-    else:
-      y = lax.conv_general_dilated(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
+    y = _CONV2X[self.impl][self.up](x, kernel)
     if self.use_bias:
       y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
     return y

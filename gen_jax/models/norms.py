@@ -26,7 +26,7 @@ def channel_sum(x: jax.Array, y: jax.Array | None = None) -> jax.Array:
   return jnp.ones(x2.shape[0], x.dtype) @ x2
 
 
-def _vary_like(p: jax.Array, x: jax.Array) -> jax.Array:
+def vary_like(p: jax.Array, x: jax.Array) -> jax.Array:
   """p marked as varying over the mesh axes x varies over (inside shard_map), so that the
   custom VJPs below may return per-device cotangents that shard_map then sums."""
   missing = jax.typeof(x).manual_axis_type.varying - jax.typeof(p).manual_axis_type.varying
@@ -51,7 +51,7 @@ _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 def add_bias(x: jax.Array, bias: jax.Array) -> jax.Array:
   """x [..., C] + bias [C]."""
-  return _add_bias(x, _vary_like(bias, x))
+  return _add_bias(x, vary_like(bias, x))
 
 
 @jax.custom_vjp
@@ -73,7 +73,7 @@ _scale_and_shift.defvjp(_scale_and_shift_fwd, _scale_and_shift_bwd)
 
 def scale_and_shift(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
   """x [..., C] * scale [C] + bias [C]."""
-  return _scale_and_shift(x, _vary_like(scale, x), _vary_like(bias, x))
+  return _scale_and_shift(x, vary_like(scale, x), vary_like(bias, x))
 
 
 def _psum(x: Any, axis_name: str | None) -> Any:

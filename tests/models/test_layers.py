@@ -1,4 +1,5 @@
-"""The stride-1 convolutions equal XLA's strided and transposed ones, values and gradients."""
+"""The stride-1 and mixed convolutions equal XLA's strided and transposed ones: values, gradients
+and the second-order gradients a gradient penalty takes."""
 
 import jax
 import jax.numpy as jnp
@@ -8,12 +9,15 @@ from flax import linen as nn
 
 from gen_jax.models import layers
 
+_SHAPES = [(False, (8, 8), 3), (False, (14, 6), 3), (False, (8, 8), 20), (True, (8, 8), 3),
+           (True, (14, 6), 3), (True, (7, 7), 3), (True, (8, 8), 20)]
 
-@pytest.mark.parametrize('up,hw', [(False, (8, 8)), (False, (14, 6)), (True, (8, 8)),
-                                   (True, (14, 6)), (True, (7, 7))])
-def test_stride1_matches_flax(up, hw):
-  x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
-  module = layers.Conv2x(5, up=up, impl='stride1')
+
+@pytest.mark.parametrize('impl', ['stride1', 'mixed'])
+@pytest.mark.parametrize('up,hw,channels', _SHAPES)
+def test_matches_flax(impl, up, hw, channels):
+  x = jax.random.normal(jax.random.key(0), (2, *hw, channels))
+  module = layers.Conv2x(5, up=up, impl=impl)
   variables = module.init(jax.random.key(1), x)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
   reference = (nn.ConvTranspose if up else nn.Conv)(5, (4, 4), (2, 2), 'SAME')
@@ -32,9 +36,27 @@ def test_stride1_matches_flax(up, hw):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_odd_input_is_rejected():
+@pytest.mark.parametrize('up,channels', [(False, 3), (False, 20), (True, 20)])
+def test_mixed_second_order_gradients_match_xla(up, channels):
+  """The gradient of a gradient penalty (WGAN-GP, R1) differentiates the custom VJP's backward."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, channels))
+  kernel = jax.random.normal(jax.random.key(1), (4, 4, channels, 5)) * 0.2
+  convs = (layers.conv_up_mixed, layers.conv_up_xla) if up else (
+      layers.conv_down_mixed, layers.conv_down_xla)
+
+  def penalty(x, kernel, conv):
+    input_grad = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, kernel))))(x)
+    return jnp.sum(input_grad ** 2)
+
+  mixed, xla = (jax.grad(penalty, argnums=(0, 1))(x, kernel, conv) for conv in convs)
+  for a, b in zip(mixed, xla):
+    np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.abs(b).max()), rtol=1e-4)
+
+
+@pytest.mark.parametrize('conv', [layers.conv_down_stride1, layers.conv_down_mixed])
+def test_odd_input_is_rejected(conv):
   with pytest.raises(ValueError, match='even height and width'):
-    layers.conv_down_stride1(jnp.zeros((1, 7, 8, 2)), jnp.zeros((4, 4, 2, 3)))
+    conv(jnp.zeros((1, 7, 8, 2)), jnp.zeros((4, 4, 2, 3)))
 
 
 def test_space_to_depth_inverts_depth_to_space():

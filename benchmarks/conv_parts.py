@@ -1,0 +1,68 @@
+"""Milliseconds of each part of a 4x4 stride-2 conv (forward, input gradient, kernel gradient),
+down and up (transposed), for each implementation in `gen_jax.models.layers`: the measurement
+behind `impl='mixed'`. Shapes are the VAE's (vae_mnist) and the 64x64 DCGAN's layers.
+
+  python benchmarks/conv_parts.py [--only=D2] [--repeats=15]
+"""
+
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax.models import layers
+
+_ONLY = flags.DEFINE_string('only', '', 'Only the layers whose name contains this.')
+_REPEATS = flags.DEFINE_integer('repeats', 15, 'Timed calls per part (the median is printed).')
+
+# name, batch, input size, input channels, output channels, up
+_LAYERS = [('vae enc1', 128, 28, 1, 32, False), ('vae enc2', 128, 14, 32, 64, False),
+           ('vae dec1', 128, 7, 64, 32, True), ('vae dec2', 128, 14, 32, 1, True),
+           ('D1', 128, 64, 3, 64, False), ('D2', 128, 32, 64, 128, False),
+           ('D3', 128, 16, 128, 256, False), ('D4', 128, 8, 256, 512, False),
+           ('G1', 64, 4, 512, 256, True), ('G2', 64, 8, 256, 128, True),
+           ('G3', 64, 16, 128, 64, True), ('G4', 64, 32, 64, 3, True)]
+_IMPLS = {'xla': (layers.conv_down_xla, layers.conv_up_xla),
+          'stride1': (layers.conv_down_stride1, layers.conv_up_stride1),
+          'mixed': (layers.conv_down_mixed, layers.conv_up_mixed)}
+
+
+def _median_ms(fn, *args) -> float:
+  fn = jax.jit(fn)
+  for _ in range(3):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(_REPEATS.value):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times))
+
+
+def main(_):
+  for name, batch, size, c_in, c_out, up in _LAYERS:
+    if _ONLY.value not in name:
+      continue
+    x = jax.random.normal(jax.random.key(0), (batch, size, size, c_in))
+    kernel = jax.random.normal(jax.random.key(1), (4, 4, c_in, c_out)) * 0.1
+    parts = []
+    for impl, convs in _IMPLS.items():
+      conv = convs[up]
+      dy = conv(x, kernel)
+
+      def input_grad(x, kernel, dy, conv=conv):
+        return jax.vjp(lambda x: conv(x, kernel), x)[1](dy)[0]
+
+      def kernel_grad(x, kernel, dy, conv=conv):
+        return jax.vjp(lambda kernel: conv(x, kernel), kernel)[1](dy)[0]
+
+      times = [_median_ms(fn, x, kernel, dy) for fn in (input_grad, kernel_grad)]
+      parts.append(f'{impl} {_median_ms(conv, x, kernel):6.2f} {times[0]:6.2f} {times[1]:7.2f}')
+    print(f'{name:8s} {"up" if up else "down"} {batch}x{size}x{size}x{c_in}->{c_out}  '
+          f'(forward, input grad, kernel grad ms)  ' + ' | '.join(parts), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
