@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax import lax
 
@@ -75,14 +76,33 @@ def conv_down_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def conv_up_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Equals flax's stride-2 'SAME' transposed conv with the 4x4 `kernel`: [N, 2H, 2W, O]."""
+  return _sub_pixel_conv(x, _by_parity(kernel).transpose(0, 1, 4, 2, 3, 5))
+
+
+def _sub_pixel_conv(x: jax.Array, phase_kernel: jax.Array) -> jax.Array:
+  """x [N, H, W, I] and a [2, 2, I, 2, 2, O] kernel -> [N, 2H, 2W, O]: output pixel
+  (2i + r, 2j + c) is the 2x2 window of the 1-padded x at (i + r, j + c) times
+  phase_kernel[:, :, :, r, c]. All four phases are one stride-1 conv into 4O channels."""
   _, h, w, _ = x.shape
-  _, _, i, o = kernel.shape
-  k = _by_parity(kernel).transpose(0, 1, 4, 2, 3, 5).reshape(2, 2, i, 4 * o)
-  y = _conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, 'VALID')  # [N, H+1, W+1, 4O]
+  _, _, i, _, _, o = phase_kernel.shape
+  y = _conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), phase_kernel.reshape(2, 2, i, 4 * o),
+            'VALID')  # [N, H+1, W+1, 4O]
   y = y.reshape(*y.shape[:3], 2, 2, o)
   phases = jnp.stack([jnp.stack([y[:, r:r + h, c:c + w, r, c] for c in (0, 1)], axis=3)
                       for r in (0, 1)], axis=3)  # [N, H, W, 2, 2, O]
   return depth_to_space(phases.reshape(*phases.shape[:3], 4 * o))
+
+
+# Nearest x2 then a 3x3 conv: output row 2i + r sees input rows (i - 1, i) with the kernel's
+# rows (0, 1 + 2) when r = 0 and rows (i, i + 1) with (0 + 1, 2) when r = 1; columns alike.
+_UPSAMPLE_TAPS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Equals a 3x3 'SAME' conv of x upsampled x2 by nearest neighbour, with 2.25x fewer FLOPs
+  and no upsampled copy: x [N, H, W, I], kernel [3, 3, I, O] -> [N, 2H, 2W, O]."""
+  taps = jnp.asarray(_UPSAMPLE_TAPS, kernel.dtype)  # [phase, window position, kernel tap]
+  return _sub_pixel_conv(x, jnp.einsum('rai,cbj,ijIO->abIrcO', taps, taps, kernel))
 
 
 def conv_down_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -158,17 +178,29 @@ class Conv2x(nn.Module):
 
 
 class Conv(nn.Module):
-  """`nn.Conv` in NHWC with 'SAME' padding: x [B, H, W, C] -> [B, H/s, W/s, features]."""
+  """`nn.Conv` in NHWC with 'SAME' padding: x [B, H, W, C] -> [B, H/s, W/s, features].
+
+  `upsample=True` first upsamples x by 2 (nearest neighbour): [B, 2H, 2W, features], computed
+  by `upsample_conv3x3` (3x3 kernels and stride 1 only).
+  """
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] = (1, 1)
   use_bias: bool = True
+  upsample: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (*self.kernel_size, x.shape[-1], self.features))
-    y = lax.conv_general_dilated(x, kernel, tuple(self.strides), 'SAME', dimension_numbers=_DIMS)
+    if self.upsample:
+      if tuple(self.kernel_size) != (3, 3) or tuple(self.strides) != (1, 1):
+        raise ValueError(f'Conv(upsample=True) needs a 3x3 kernel and stride 1, got '
+                         f'{self.kernel_size} and {self.strides}')
+      y = upsample_conv3x3(x, kernel)
+    else:
+      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), 'SAME',
+                                   dimension_numbers=_DIMS)
     if self.use_bias:
       y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
     return y

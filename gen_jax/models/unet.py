@@ -114,7 +114,5 @@ class UNet(nn.Module):
         if h.shape[1] in self.attn_resolutions:
           h = AttnBlock()(h)
       if level != 0:
-        b, hh, ww, c = h.shape
-        h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), 'nearest')
-        h = Conv(c, (3, 3))(h)
+        h = Conv(h.shape[-1], (3, 3), upsample=True)(h)  # nearest x2, then the conv
     return Conv(self.out_ch, (3, 3), name='conv_out')(nn.silu(_norm()(h)))

@@ -62,3 +62,28 @@ def test_odd_input_is_rejected(conv):
 def test_space_to_depth_inverts_depth_to_space():
   x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
   np.testing.assert_array_equal(layers.depth_to_space(layers.space_to_depth(x)), x)
+
+
+@pytest.mark.parametrize('hw', [(4, 4), (5, 3)])
+def test_upsample_conv_matches_resize_then_conv(hw):
+  x = jax.random.normal(jax.random.key(0), (2, *hw, 6))
+  module = layers.Conv(4, (3, 3), upsample=True)
+  variables = jax.tree.map(lambda v: v + 0.1, module.init(jax.random.key(1), x))
+  reference = nn.Conv(4, (3, 3))
+
+  def upsampled(x):
+    return jax.image.resize(x, (x.shape[0], 2 * hw[0], 2 * hw[1], x.shape[3]), 'nearest')
+
+  np.testing.assert_allclose(module.apply(variables, x), reference.apply(variables, upsampled(x)),
+                             atol=1e-5, rtol=1e-5)
+  grads = jax.grad(lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))), argnums=(0, 1))(
+      variables, x)
+  expected = jax.grad(lambda v, x: jnp.sum(jnp.sin(reference.apply(v, upsampled(x)))),
+                      argnums=(0, 1))(variables, x)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_upsample_conv_needs_a_3x3_kernel():
+  with pytest.raises(ValueError, match=r'3x3 kernel and stride 1, got \(1, 1\)'):
+    layers.Conv(4, (1, 1), upsample=True).init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
