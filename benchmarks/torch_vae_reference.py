@@ -12,8 +12,10 @@ random binarized 28x28 images, so its images/s can be set beside
 * loss: per example, BCE-with-logits summed over pixels plus the analytic KL to N(0, I)
   summed over latents, averaged over the batch; z = mean + exp(0.5 logvar) * eps.
 
-Not modelled (small next to the convs and dense layers): gen_jax's EMA of the parameters,
-its grad / update / param norms and its learning-rate schedule. Layout is PyTorch's native
+By default not modelled: gen_jax's EMA of the parameters (decay 0.999 in vae_mnist), its
+grad / update / param norms (every step) and its learning-rate schedule. `--match_gen_jax`
+adds the EMA (torch._foreach_lerp_) and the three norms (torch._foreach_norm), so both do the
+same work per step. Layout is PyTorch's native
 NCHW (gen_jax uses NHWC); `--channels_last` tries the NHWC memory format instead.
 
 torch is NOT a gen_jax dependency: run this from a separate environment, e.g.
@@ -21,7 +23,7 @@ torch is NOT a gen_jax dependency: run this from a separate environment, e.g.
   python3.11 -m venv /path/to/torch-venv
   /path/to/torch-venv/bin/pip install torch numpy
   /path/to/torch-venv/bin/python benchmarks/torch_vae_reference.py [--batch 128] [--steps 100]
-      [--warmup 5] [--threads N] [--channels_last]
+      [--warmup 5] [--threads N] [--channels_last] [--match_gen_jax]
 """
 
 import argparse
@@ -36,6 +38,7 @@ IMAGE_SIZE = 28
 CHANNELS = (32, 64)
 HIDDEN = 512
 LATENT_DIM = 32
+EMA_DECAY = 0.999  # vae_mnist's optim.ema_decay
 
 
 class Encoder(nn.Module):
@@ -101,6 +104,8 @@ def parse_args() -> argparse.Namespace:
   p.add_argument('--warmup', type=int, default=5, help='Untimed train steps before timing.')
   p.add_argument('--threads', type=int, default=None, help='torch intra-op threads.')
   p.add_argument('--channels_last', action='store_true', help='Use NHWC memory format.')
+  p.add_argument('--match_gen_jax', action='store_true',
+                 help="Also do gen_jax's per-step EMA of the parameters and its three norms.")
   return p.parse_args()
 
 
@@ -111,18 +116,34 @@ def make_batch(batch: int, channels_last: bool) -> torch.Tensor:
   return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+  return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+               ema: list[torch.Tensor] | None) -> None:
+  """One Adam step; with `ema`, also gen_jax's EMA update and grad / update / param norms."""
   opt.zero_grad(set_to_none=True)
   model(x).backward()
-  opt.step()
+  if ema is None:
+    opt.step()
+    return
+  params = list(model.parameters())
+  with torch.no_grad():
+    old = torch._foreach_mul(params, 1.0)
+    opt.step()
+    norms = [_global_norm([p.grad for p in params]),
+             _global_norm(torch._foreach_sub(params, old)), _global_norm(params)]
+    torch._foreach_lerp_(ema, params, 1.0 - EMA_DECAY)
+  del norms  # computed, as gen_jax's metrics are, but not read back
 
 
-def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
-               steps: int) -> float:
+def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, steps: int,
+               ema: list[torch.Tensor] | None) -> float:
   """Seconds for `steps` train steps."""
   start = time.perf_counter()
   for _ in range(steps):
-    train_step(model, opt, x)
+    train_step(model, opt, x, ema)
   return time.perf_counter() - start
 
 
@@ -136,13 +157,15 @@ def main() -> None:
     model = model.to(memory_format=torch.channels_last)
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   x = make_batch(args.batch, args.channels_last)
-  time_steps(model, opt, x, args.warmup)
-  seconds = time_steps(model, opt, x, args.steps)
+  ema = [p.detach().clone() for p in model.parameters()] if args.match_gen_jax else None
+  time_steps(model, opt, x, args.warmup, ema)
+  seconds = time_steps(model, opt, x, args.steps, ema)
   params = sum(p.numel() for p in model.parameters())
   rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
   step_ms = 1e3 * seconds / args.steps
   print(f'images/s {args.batch * args.steps / seconds:.1f}  step {step_ms:.2f} ms'
-        f'  peak RSS {rss_mib:.0f} MiB  params {params}  threads {torch.get_num_threads()}')
+        f'  peak RSS {rss_mib:.0f} MiB  params {params}  threads {torch.get_num_threads()}'
+        f'  match_gen_jax {args.match_gen_jax}')
 
 
 if __name__ == '__main__':

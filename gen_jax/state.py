@@ -32,7 +32,9 @@ def create(params: Any, tx: optax.GradientTransformation, model_state: Any = Non
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
-  """Returns decay * ema + (1 - decay) * params, leaf by leaf (decay 0: params)."""
+  """Returns decay * ema + (1 - decay) * params, leaf by leaf (decay 0: params, no pass)."""
+  if decay == 0:
+    return params
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
