@@ -16,11 +16,14 @@ forward pass, the input gradient and the kernel gradient with whichever of the t
 runs faster (measured per part, `benchmarks/conv_parts.py`): XLA's strided conv is fast
 forward (from 16 input channels) and for its kernel gradient, and it is also the fast input
 gradient of the transposed conv; the stride-1 form wins everywhere else, and XLA's kernel
-gradient of a transposed conv is 40-60x slower than it.
+gradient of a transposed conv is 4-60x slower than it.
 
-All hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out] (unless `use_bias=False`),
-initialised as `nn.Conv`'s by default, so a checkpoint trained with one implementation runs
-with the others.
+`Conv(upsample=True)` is nearest x2 upsampling then a 3x3 conv, computed as one sub-pixel
+conv at the low resolution (`upsample_conv3x3`).
+
+The Conv2x implementations all hold a `kernel` [4, 4, C_in, C_out] and `bias` [C_out]
+(unless `use_bias=False`), initialised as `nn.Conv`'s by default, so a checkpoint trained
+with one implementation runs with the others.
 """
 
 from collections.abc import Callable, Sequence
