@@ -65,7 +65,8 @@ def _by_parity(kernel: jax.Array) -> jax.Array:
 
 def _check_even(x: jax.Array) -> None:
   if x.shape[1] % 2 or x.shape[2] % 2:
-    raise ValueError(f'stride1 conv needs even height and width, got {x.shape[1:3]}')
+    raise ValueError(f'the stride-1 conv formulation needs even height and width, got '
+                     f'{x.shape[1:3]}')
 
 
 def conv_down_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
