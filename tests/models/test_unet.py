@@ -1,4 +1,4 @@
-"""The Ho et al. UNet: the CIFAR-10 model's parameter count, shapes, timestep embedding."""
+"""The Ho et al. UNet: the CIFAR-10 model's parameter count, shapes, dropout, timestep embedding."""
 
 import math
 
@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.models.unet import UNet, timestep_embedding
+from gen_jax.models.unet import UNet, example_dropout, timestep_embedding
 
 
 def num_params(model, size):
@@ -35,6 +35,18 @@ def test_small_unet_keeps_the_shape_and_uses_dropout_only_in_training():
   # An example's mask follows its id, not its place in the batch.
   np.testing.assert_allclose(train(x[1:], t[1:], jnp.array([9])), both[1:], rtol=1e-6)
   assert not np.allclose(train(x[1:], t[1:], jnp.array([8])), both[1:])
+
+
+def test_example_dropout_rate_and_scale():
+  """Over 2 x 300k elements the dropped fraction is the rate within 5 standard errors, kept
+  elements are x / (1 - rate), and examples (and odd sizes) get independent masks."""
+  x = jnp.ones((2, 300_001))
+  for rate in (0.1, 0.5):
+    y = example_dropout(x, rate, jax.random.key(0), jnp.array([0, 1]))
+    dropped = np.asarray(y == 0)
+    assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / dropped.size)
+    np.testing.assert_allclose(np.asarray(y)[~dropped], 1 / (1 - rate), rtol=1e-4)
+    assert 0.3 < (dropped[0] == dropped[1]).mean() < 0.95  # neither equal nor complementary
 
 
 def test_timestep_embedding_closed_form():
