@@ -20,7 +20,8 @@ def get_config():
   config.data.channels = 3
   config.data.batch_size = 64
 
-  config.model = dict(z_dim=100, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
+  config.model = dict(arch='dcgan', z_dim=100,
+                      g_channels=(512, 256, 128), d_channels=(128, 256, 512),
                       d_norm='batch', spectral_norm=False, conv_impl='mixed')
   config.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
 

@@ -22,7 +22,8 @@ def get_config():
   config.data.channels = 3
   config.data.batch_size = 320
 
-  config.model = dict(z_dim=128, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
+  config.model = dict(arch='dcgan', z_dim=128,
+                      g_channels=(512, 256, 128), d_channels=(128, 256, 512),
                       d_norm='none', spectral_norm=True, conv_impl='mixed')
   config.gan = dict(loss='hinge', n_critic=5, gp_weight=0.0, r1_gamma=0.0)
 

@@ -9,6 +9,12 @@ with beta = (0.5, 0.9), 100k generator steps with the learning rate decayed line
 paper (cosine here). The critic uses layer norm, not BatchNorm (the penalty needs each
 logit to depend on its own image). Not yet run here (no CIFAR-10 offline, no GPU).
 Published: StudioGAN's CIFAR-10 WGAN-GP, FID 25.9 (10k samples against test).
+
+Gulrajani et al.'s ResNet instead: add --config.model.arch=resnet
+--config.model.g_channels="(128,128,128)" --config.model.d_channels="(128,128,128,128)"
+--config.model.d_norm=none. That G is theirs exactly (1,204,483 parameters, counted from
+igul222/improved_wgan_training gan_cifar_resnet.py); the D lacks only the bias of their last
+linear layer (1,053,824 against 1,053,825), as in SN-GAN's reference.
 """
 
 from gen_jax.config_lib import base_config
@@ -22,7 +28,8 @@ def get_config():
   config.data.channels = 3
   config.data.batch_size = 320
 
-  config.model = dict(z_dim=128, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
+  config.model = dict(arch='dcgan', z_dim=128,
+                      g_channels=(512, 256, 128), d_channels=(128, 256, 512),
                       d_norm='layer', spectral_norm=False, conv_impl='mixed')
   config.gan = dict(loss='wasserstein', n_critic=5, gp_weight=10.0, r1_gamma=0.0)
 

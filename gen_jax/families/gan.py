@@ -1,4 +1,5 @@
-"""GAN family: a DCGAN generator and discriminator in one train state, one jitted step.
+"""GAN family: a generator and a discriminator (DCGAN, or the SN-GAN / WGAN-GP ResNet with
+`model.arch='resnet'`) in one train state, one jitted step.
 
 A step makes `gan.n_critic` discriminator updates, then one generator update:
 
@@ -29,15 +30,21 @@ from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.dcgan import NORMS, Discriminator, Generator, base_size
 from gen_jax.models.layers import IMPLS
+from gen_jax.models.resnet_gan import ResNetDiscriminator, ResNetGenerator, num_downsamplings
+
+ARCHS = ('dcgan', 'resnet')
 
 
 def _check_config(config: ConfigDict) -> None:
   m, g = config.model, config.gan
+  resnet = m.arch == 'resnet'
   for key, value, allowed in (('gan.loss', g.loss, tuple(gan_losses.LOSSES)),
-                              ('model.d_norm', m.d_norm, NORMS),
+                              ('model.arch', m.arch, ARCHS),
+                              ('model.d_norm', m.d_norm, ('none',) if resnet else NORMS),
                               ('model.conv_impl', m.conv_impl, IMPLS)):
     if value not in allowed:
-      raise UserError(f'{key}={value!r}: expected one of {allowed}')
+      raise UserError(f'{key}={value!r}: expected one of {allowed}'
+                      + (" with model.arch='resnet'" if key == 'model.d_norm' and resnet else ''))
   if g.n_critic < 1:
     raise UserError(f'gan.n_critic={g.n_critic}: expected 1 or more')
   if config.data.batch_size % g.n_critic:
@@ -51,9 +58,11 @@ def _check_config(config: ConfigDict) -> None:
   except ValueError:
     raise UserError(f'data.image_size={config.data.image_size} must be a grid of 3 or more '
                     f'times 2**len(model.g_channels)={2 ** len(m.g_channels)}') from None
-  if config.data.image_size % 2 ** len(m.d_channels):
+  poolings, counted = ((num_downsamplings(len(m.d_channels)), 'len(model.d_channels) - 2')
+                       if resnet else (len(m.d_channels), 'len(model.d_channels)'))
+  if config.data.image_size % 2 ** poolings:
     raise UserError(f'data.image_size={config.data.image_size} must divide by '
-                    f'2**len(model.d_channels)={2 ** len(m.d_channels)}')
+                    f'2**({counted})={2 ** poolings}')
 
 
 def make(config: ConfigDict) -> Family:
@@ -61,9 +70,14 @@ def make(config: ConfigDict) -> Family:
   _check_config(config)
   m, g = config.model, config.gan
   n_critic, z_dim = g.n_critic, m.z_dim
-  generator = Generator(tuple(m.g_channels), config.data.image_size, config.data.channels,
-                        m.conv_impl)
-  discriminator = Discriminator(tuple(m.d_channels), m.d_norm, m.spectral_norm, m.conv_impl)
+  if m.arch == 'resnet':
+    generator = ResNetGenerator(tuple(m.g_channels), config.data.image_size,
+                                config.data.channels)
+    discriminator = ResNetDiscriminator(tuple(m.d_channels), m.spectral_norm)
+  else:
+    generator = Generator(tuple(m.g_channels), config.data.image_size, config.data.channels,
+                          m.conv_impl)
+    discriminator = Discriminator(tuple(m.d_channels), m.d_norm, m.spectral_norm, m.conv_impl)
   loss_fn = gan_losses.LOSSES[g.loss]
   tx_g = optim.make_optimizer(config.optim, config.train.num_steps)
   tx_d = optim.make_optimizer(ConfigDict({**config.optim, **config.optim_d}),

@@ -36,7 +36,9 @@ def base_size(image_size: int, num_upsamplings: int) -> int:
   return base
 
 
-def _batch_norm(train: bool) -> BatchNorm:
+def global_batch_norm(train: bool) -> BatchNorm:
+  """Training-mode BatchNorm with statistics over the global batch (the 'data' axis), or
+  inference with the running averages."""
   # momentum 0.9 is PyTorch's 0.1; the statistics are global over the 'data' axis.
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=DATA_AXIS if train else None,
@@ -59,10 +61,10 @@ class Generator(nn.Module):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     base = base_size(self.image_size, len(self.channels))
     x = Dense(base * base * self.channels[0], use_bias=False, kernel_init=_INIT)(z)
-    x = nn.relu(_batch_norm(train)(x.reshape(-1, base, base, self.channels[0])))
+    x = nn.relu(global_batch_norm(train)(x.reshape(-1, base, base, self.channels[0])))
     for width in self.channels[1:]:
       x = Conv2x(width, up=True, impl=self.conv_impl, use_bias=False, kernel_init=_INIT)(x)
-      x = nn.relu(_batch_norm(train)(x))
+      x = nn.relu(global_batch_norm(train)(x))
     x = Conv2x(self.image_channels, up=True, impl=self.conv_impl, use_bias=False,
                kernel_init=_INIT)(x)
     return jnp.tanh(x)
@@ -94,7 +96,7 @@ class Discriminator(nn.Module):
     for i, width in enumerate(self.channels):
       x = layer(Conv2x(width, impl=self.conv_impl, use_bias=bias, kernel_init=_INIT), x)
       if i and self.norm == 'batch':
-        x = _batch_norm(train)(x)
+        x = global_batch_norm(train)(x)
       elif i and self.norm == 'layer':
         x = nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3))(x)
       x = nn.leaky_relu(x, 0.2)

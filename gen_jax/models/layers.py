@@ -192,10 +192,11 @@ class Conv(nn.Module):
   strides: Sequence[int] = (1, 1)
   use_bias: bool = True
   upsample: bool = False
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+    kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x.shape[-1], self.features))
     if self.upsample:
       if tuple(self.kernel_size) != (3, 3) or tuple(self.strides) != (1, 1):

@@ -1,5 +1,6 @@
 """GAN family: losses by hand, penalties against finite differences, spectral norm against
-the SVD, the two-network step against a plain re-derivation, training, errors."""
+the SVD, the two-network step against a plain re-derivation, training, errors, the DCGAN and
+ResNet networks' parameter counts."""
 
 import math
 
@@ -7,12 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from gen_jax import gan_losses, parallel
 from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import get_family
 from gen_jax.models.dcgan import Discriminator, Generator
+from gen_jax.models.resnet_gan import ResNetDiscriminator, ResNetGenerator, avg_pool2, upsample2
 from gen_jax.parallel import BATCH, REPLICATED
 from tests.families.test_vae import digit_batch, load_config, train
 
@@ -174,6 +177,8 @@ def test_training_separates_real_from_fake_and_samples_follow_their_ids(tfds_dir
     ('gan.n_critic', 5, 'data.batch_size=16 does not divide by gan.n_critic=5'),
     ('model.d_norm', 'group', "model.d_norm='group'"),
     ('model.g_channels', (32, 16), 'data.image_size=8 must be a grid of 3 or more'),
+    ('model.arch', 'stylegan', "model.arch='stylegan'"),
+    ('model.arch', 'resnet', "model.d_norm='batch'.* with model.arch='resnet'"),
 ])
 def test_bad_values_are_clear_errors(tfds_dir, key, value, message):
   config = digits_gan(tfds_dir)
@@ -183,10 +188,51 @@ def test_bad_values_are_clear_errors(tfds_dir, key, value, message):
     get_family(config)
 
 
+def count_params(model, *args):
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False))
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes['params']))
+
+
+def test_resnet_32_has_the_reference_parameter_counts():
+  """SN-GAN's CIFAR-10 ResNet, counted by hand from its reference code (every layer biased).
+  G: linear 128 -> 4*4*256 (528,384); per up-block two BN (2 x 512), two 3x3 convs
+  (2 x 590,080) and the 1x1 shortcut (65,792), x3 (3,740,928); final BN and 3x3 conv to RGB
+  (512 + 6,915): 4,276,739. D: first block 3x3 3->128 (3,584), 3x3 (147,584), 1x1 shortcut
+  (512); second (downsampling) block 2 x 147,584 + 16,512; two blocks of 2 x 147,584; the
+  bias-free linear layer (128): 1,053,824."""
+  generator = ResNetGenerator((256, 256, 256), 32, 3)
+  assert count_params(generator, jnp.zeros((1, 128))) == 4_276_739
+  assert count_params(ResNetDiscriminator((128,) * 4), jnp.zeros((1, 32, 32, 3))) == 1_053_824
+
+
+def test_resnet_shapes_and_resampling():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 6, 3))
+  np.testing.assert_array_equal(upsample2(x), jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
+  np.testing.assert_allclose(avg_pool2(x), nn.avg_pool(x, (2, 2), (2, 2)), rtol=1e-6)
+  generator = ResNetGenerator((16, 8), 16, 3)
+  z = jax.random.normal(jax.random.key(1), (2, 10))
+  variables = generator.init(jax.random.key(2), z, train=False)
+  images = generator.apply(variables, z, train=False)
+  assert images.shape == (2, 16, 16, 3) and bool(jnp.all(jnp.abs(images) <= 1))
+  critic = ResNetDiscriminator((8, 8, 8, 8), spectral_norm=True)
+  variables = critic.init(jax.random.key(3), images, train=False)
+  assert critic.apply(variables, images, train=False).shape == (2,)
+  # Two downsamplings of 16 px: the last blocks run at 4x4.
+  _, inner = critic.apply(variables, images, train=False, capture_intermediates=True)
+  assert inner['intermediates']['SpectralNorm_7']['__call__'][0].shape == (2, 4, 4, 8)
+
+
+def test_resnet_sngan_trains(tfds_dir):
+  config = digits_gan(tfds_dir, loss='hinge')
+  config.model.update(arch='resnet', g_channels=(32,), d_channels=(16, 16, 16), d_norm='none',
+                      spectral_norm=True)
+  state, history = train(config, 40)
+  assert all(np.isfinite(v) for m in history for v in m.values())
+  assert np.mean([m['d_real'] - m['d_fake'] for m in history[:20]]) > 0.1
+  assert 'SpectralNorm_0' in state.model_state['discriminator']['batch_stats']
+
+
 def test_dcgan_64_has_the_reference_parameter_counts():
   """PyTorch's DCGAN at 64 px, z = 100, no conv biases: G 3,576,704 and D 2,765,568."""
-  def count(model, *args):
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False))
-    return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes['params']))
-  assert count(Generator((512, 256, 128, 64), 64, 3), jnp.zeros((1, 100))) == 3_576_704
-  assert count(Discriminator((64, 128, 256, 512)), jnp.zeros((1, 64, 64, 3))) == 2_765_568
+  assert count_params(Generator((512, 256, 128, 64), 64, 3), jnp.zeros((1, 100))) == 3_576_704
+  assert count_params(Discriminator((64, 128, 256, 512)), jnp.zeros((1, 64, 64, 3))) == 2_765_568

@@ -1,0 +1,46 @@
+"""SN-GAN on CIFAR-10 with the ResNet networks (Miyato et al. 2018, the 32 px ResNet of their
+reference code): hinge loss, spectral norm in every discriminator layer.
+
+  python -m gen_jax.main --config=configs/sngan_resnet_cifar10.py \
+      --workdir=runs/sngan_resnet_cifar10 --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+
+G: three up-blocks of width 256 (4,276,739 parameters); D: four blocks of width 128, the
+first two downsampling (1,053,824 parameters). Adam 2e-4 with beta = (0, 0.9), 5
+discriminator updates per generator update, each on its own 64 real images
+(data.batch_size = 5 x 64), 50k generator updates. The paper decays the learning rate
+linearly to 0; this uses cosine decay (gen_jax has no linear one). Not yet run here (no
+CIFAR-10 offline, no GPU). Published: Miyato et al. (2018), table 2, FID 21.7 and Inception
+score 8.22 for this model; compare only under the same FID protocol.
+"""
+
+from gen_jax.config_lib import base_config
+
+
+def get_config():
+  config = base_config()
+  config.family = 'gan'
+  config.data.name = 'cifar10'
+  config.data.image_size = 32
+  config.data.channels = 3
+  config.data.batch_size = 320
+
+  config.model = dict(arch='resnet', z_dim=128, g_channels=(256, 256, 256),
+                      d_channels=(128, 128, 128, 128), d_norm='none', spectral_norm=True,
+                      conv_impl='mixed')
+  config.gan = dict(loss='hinge', n_critic=5, gp_weight=0.0, r1_gamma=0.0)
+
+  config.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)
+  config.optim.schedule = 'cosine'
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.9
+  config.optim.ema_decay = 0.9999
+  config.optim_d = dict(learning_rate=2e-4)
+
+  config.train.num_steps = 50000
+  config.train.log_every = 500
+  config.checkpoint.every_steps = 5000
+  config.sample.every_steps = 5000
+  config.eval.every_steps = 0
+  config.eval.num_examples = 1000
+  config.eval.batch_size = 100
+  return config

@@ -1,0 +1,100 @@
+"""The ResNet generator and discriminator of SN-GAN (Miyato et al. 2018) and WGAN-GP
+(Gulrajani et al. 2017) for 32 px, as in Miyato et al.'s reference code (sngan_projection,
+`gen_models/resnet_32.py`, `dis_models/snresnet_32.py`).
+
+Generator: z -> a linear layer to the base grid (4x4 for 32 px), then one up-block per width:
+BN, ReLU, nearest x2 + 3x3 conv, BN, ReLU, 3x3 conv, plus a shortcut (nearest x2 and a 1x1
+conv); then BN, ReLU, a 3x3 conv to the image and tanh. With widths (256, 256, 256) it has
+4,276,739 parameters.
+Discriminator: residual blocks whose leading ones (all but the last two) halve the resolution
+by 2x2 average pooling. The first block takes the image without a pre-activation; the others
+are ReLU, 3x3 conv (keeping the width), ReLU, 3x3 conv; a 1x1 conv shortcut where the width
+or the resolution changes. Then ReLU, a sum over positions and a bias-free linear layer to
+one logit. With widths (128, 128, 128, 128) it has 1,053,824 parameters; spectral
+normalization wraps every layer.
+
+Nearest upsampling and average pooling commute with a 1x1 conv, so each shortcut applies its
+1x1 conv at the lower resolution: the same function with fewer FLOPs. As in the reference,
+every layer but D's last has a bias, and weights are Glorot-uniform, with gain sqrt(2) inside
+the residual branches.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from gen_jax.models.dcgan import base_size, global_batch_norm
+from gen_jax.models.layers import Conv, Dense
+
+_GLOROT = nn.initializers.xavier_uniform()
+_GLOROT_RELU = nn.initializers.variance_scaling(2.0, 'fan_avg', 'uniform')  # gain sqrt(2)
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour x2: [B, H, W, C] -> [B, 2H, 2W, C]."""
+  b, h, w, c = x.shape
+  return jnp.broadcast_to(x[:, :, None, :, None], (b, h, 2, w, 2, c)).reshape(
+      b, 2 * h, 2 * w, c)
+
+
+def avg_pool2(x: jax.Array) -> jax.Array:
+  """2x2 average pooling with stride 2: [B, H, W, C] -> [B, H/2, W/2, C] (H, W even)."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def num_downsamplings(num_blocks: int) -> int:
+  """How many of the discriminator's leading blocks halve the resolution."""
+  return max(num_blocks - 2, 0)
+
+
+class ResNetGenerator(nn.Module):
+  """z [B, Z] -> images [B, S, S, C] in [-1, 1]; S = base grid * 2**len(channels)."""
+  channels: Sequence[int]
+  image_size: int
+  image_channels: int
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    base = base_size(self.image_size, len(self.channels))
+    x = Dense(base * base * self.channels[0], kernel_init=_GLOROT)(z)
+    x = x.reshape(-1, base, base, self.channels[0])
+    for width in self.channels:
+      h = nn.relu(global_batch_norm(train)(x))
+      h = Conv(width, (3, 3), upsample=True, kernel_init=_GLOROT_RELU)(h)
+      h = nn.relu(global_batch_norm(train)(h))
+      h = Conv(width, (3, 3), kernel_init=_GLOROT_RELU)(h)
+      x = h + upsample2(Dense(width, kernel_init=_GLOROT)(x))
+    x = nn.relu(global_batch_norm(train)(x))
+    return jnp.tanh(Conv(self.image_channels, (3, 3), kernel_init=_GLOROT)(x))
+
+
+class ResNetDiscriminator(nn.Module):
+  """images [B, S, S, C] -> logits [B]; S must divide by 2**num_downsamplings(len(channels))."""
+  channels: Sequence[int]
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+
+    def layer(module: nn.Module, h: jax.Array) -> jax.Array:
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(h, update_stats=train)
+      return module(h)
+
+    downsamplings = num_downsamplings(len(self.channels))
+    for i, width in enumerate(self.channels):
+      down = i < downsamplings
+      hidden = width if i == 0 else x.shape[-1]
+      h = x if i == 0 else nn.relu(x)
+      h = layer(Conv(hidden, (3, 3), kernel_init=_GLOROT_RELU), h)
+      h = layer(Conv(width, (3, 3), kernel_init=_GLOROT_RELU), nn.relu(h))
+      if down:
+        h, x = avg_pool2(h), avg_pool2(x)
+      if down or x.shape[-1] != width:
+        x = layer(Dense(width, kernel_init=_GLOROT), x)
+      x = x + h
+    features = jnp.sum(nn.relu(x), axis=(1, 2))
+    return layer(Dense(1, use_bias=False, kernel_init=_GLOROT), features)[:, 0]
