@@ -18,6 +18,7 @@ import time
 import jax
 import numpy as np
 from absl import app, flags
+from common import synthetic_batch
 from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
@@ -54,10 +55,7 @@ def _seconds_per_step(run: list, steps: int) -> float:
 def main(_):
   config = _CONFIG.value
   d = config.data
-  rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (d.batch_size, d.image_size, d.image_size, d.channels),
-                                 dtype=np.uint8),
-           'label': np.zeros(d.batch_size, np.int32), 'id': np.arange(d.batch_size, dtype=np.int32)}
+  batch = synthetic_batch(d, d.batch_size)
   runs = {'A': _build(config, batch)}
   runpy.run_path(_VARIANT.value)['patch']()
   runs['B'] = _build(config, batch)

@@ -13,8 +13,8 @@ import resource
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
+from common import synthetic_batch
 from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
@@ -35,10 +35,7 @@ def main(_):
   if _INPUT.value == 'pipeline':
     batches = pipeline.train_iterator(d, config.seed, jax.process_index(), jax.process_count())
   else:
-    rng = np.random.default_rng(0)
-    fixed = {'image': rng.integers(0, 256, (b, d.image_size, d.image_size, d.channels),
-                                   dtype=np.uint8),
-             'label': np.zeros(b, np.int32), 'id': np.arange(b, dtype=np.int32)}
+    fixed = synthetic_batch(d, b)
     batches = iter(lambda: fixed, None)
   state = exp.init()
   batch = parallel.shard_batch(next(batches), exp.mesh)

@@ -1,0 +1,14 @@
+"""What the benchmark scripts share (they run as `python benchmarks/NAME.py`, so this imports
+as `common`)."""
+
+import numpy as np
+from ml_collections import ConfigDict
+
+
+def synthetic_batch(data: ConfigDict, size: int) -> dict[str, np.ndarray]:
+  """A fixed batch of `size` random uint8 images shaped as `data` says, zero labels and ids
+  0..size-1: {'image' [size, S, S, C], 'label' [size], 'id' [size]}."""
+  rng = np.random.default_rng(0)
+  return {'image': rng.integers(0, 256, (size, data.image_size, data.image_size, data.channels),
+                                dtype=np.uint8),
+          'label': np.zeros(size, np.int32), 'id': np.arange(size, dtype=np.int32)}
