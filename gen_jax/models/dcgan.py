@@ -13,6 +13,7 @@ normalization (Miyato et al. 2018) keeps its power-iteration vectors in the 'bat
 collection, beside the BatchNorm statistics.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -39,11 +40,20 @@ def base_size(image_size: int, num_upsamplings: int) -> int:
 def global_batch_norm(train: bool) -> BatchNorm:
   """Training-mode BatchNorm with statistics over the global batch (the 'data' axis), or
   inference with the running averages."""
-  # momentum 0.9 is PyTorch's 0.1; the statistics are global over the 'data' axis.
+  # momentum 0.9 is PyTorch's 0.1.
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                       axis_name=DATA_AXIS if train else None,
                       scale_init=lambda k, s, d=jnp.float32: 1.0 + 0.02 * jax.random.normal(
                           k, s, d))
+
+
+def spectral_normalized(module: nn.Module, x: jax.Array, enabled: bool, train: bool
+                        ) -> jax.Array:
+  """module(x), with the module's weights divided by their largest singular value when
+  `enabled` (`nn.SpectralNorm`; its power-iteration vectors live in 'batch_stats')."""
+  if enabled:
+    return nn.SpectralNorm(module)(x, update_stats=train)
+  return module(x)
 
 
 class Generator(nn.Module):
@@ -87,12 +97,7 @@ class Discriminator(nn.Module):
     if self.norm not in NORMS:
       raise ValueError(f'discriminator norm {self.norm!r}: expected one of {NORMS}')
     bias = self.norm == 'none'
-
-    def layer(module: nn.Module, h: jax.Array) -> jax.Array:
-      if self.spectral_norm:
-        return nn.SpectralNorm(module)(h, update_stats=train)
-      return module(h)
-
+    layer = functools.partial(spectral_normalized, enabled=self.spectral_norm, train=train)
     for i, width in enumerate(self.channels):
       x = layer(Conv2x(width, impl=self.conv_impl, use_bias=bias, kernel_init=_INIT), x)
       if i and self.norm == 'batch':

@@ -19,13 +19,14 @@ every layer but D's last has a bias, and weights are Glorot-uniform, with gain s
 the residual branches.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.dcgan import base_size, global_batch_norm
+from gen_jax.models.dcgan import base_size, global_batch_norm, spectral_normalized
 from gen_jax.models.layers import Conv, Dense
 
 _GLOROT = nn.initializers.xavier_uniform()
@@ -33,14 +34,16 @@ _GLOROT_RELU = nn.initializers.variance_scaling(2.0, 'fan_avg', 'uniform')  # ga
 
 
 def upsample2(x: jax.Array) -> jax.Array:
-  """Nearest-neighbour x2: [B, H, W, C] -> [B, 2H, 2W, C]."""
+  """Nearest-neighbour x2 (`jax.image.resize`'s, without its gather): [B, H, W, C] ->
+  [B, 2H, 2W, C]."""
   b, h, w, c = x.shape
   return jnp.broadcast_to(x[:, :, None, :, None], (b, h, 2, w, 2, c)).reshape(
       b, 2 * h, 2 * w, c)
 
 
 def avg_pool2(x: jax.Array) -> jax.Array:
-  """2x2 average pooling with stride 2: [B, H, W, C] -> [B, H/2, W/2, C] (H, W even)."""
+  """2x2 average pooling with stride 2 (`nn.avg_pool`'s, as a reshaped mean rather than a
+  reduce-window): [B, H, W, C] -> [B, H/2, W/2, C] (H, W even)."""
   b, h, w, c = x.shape
   return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
@@ -78,12 +81,7 @@ class ResNetDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-
-    def layer(module: nn.Module, h: jax.Array) -> jax.Array:
-      if self.spectral_norm:
-        return nn.SpectralNorm(module)(h, update_stats=train)
-      return module(h)
-
+    layer = functools.partial(spectral_normalized, enabled=self.spectral_norm, train=train)
     downsamplings = num_downsamplings(len(self.channels))
     for i, width in enumerate(self.channels):
       down = i < downsamplings

@@ -194,7 +194,7 @@ def count_params(model, *args):
 
 
 def test_resnet_32_has_the_reference_parameter_counts():
-  """SN-GAN's CIFAR-10 ResNet, counted by hand from its reference code (every layer biased).
+  """SN-GAN's CIFAR-10 ResNet, counted by hand from its reference code (all biased but D's last).
   G: linear 128 -> 4*4*256 (528,384); per up-block two BN (2 x 512), two 3x3 convs
   (2 x 590,080) and the 1x1 shortcut (65,792), x3 (3,740,928); final BN and 3x3 conv to RGB
   (512 + 6,915): 4,276,739. D: first block 3x3 3->128 (3,584), 3x3 (147,584), 1x1 shortcut
