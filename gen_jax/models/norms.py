@@ -3,10 +3,12 @@
 XLA:CPU turns a sum over the leading axes of an [N, H, W, C] activation into a slow
 reduce-window: 3-14x slower than `ones @ x.reshape(-1, C)` on 2 cores. Autodiff adds one
 such sum for every per-channel parameter (a bias, a norm's scale and shift), and the norms
-need more for their statistics. So `add_bias`, `scale_and_shift`, `batch_norm` and
-`group_normalize` have custom VJPs that sum with (batched) matrix-vector products, and
-`BatchNorm` / `GroupNorm` are `nn.BatchNorm` / `nn.GroupNorm` (same variables, names and
-outputs, fast variance E[x^2] - E[x]^2) built on them, so checkpoints carry over.
+need more for their statistics. So `add_bias`, `batch_norm` and `group_norm` have custom
+VJPs that sum with (batched) matrix-vector products, and `BatchNorm` / `GroupNorm` are
+`nn.BatchNorm` / `nn.GroupNorm` (same variables, names and outputs, fast variance
+E[x^2] - E[x]^2) built on them, so checkpoints carry over. `group_norm` also fuses the
+SiLU that follows every GroupNorm but one in the UNet: autodiff of the unfused pair made
+XLA:CPU recompute the sigmoid in four separate reductions.
 """
 
 import functools
@@ -52,28 +54,6 @@ _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 def add_bias(x: jax.Array, bias: jax.Array) -> jax.Array:
   """x [..., C] + bias [C]."""
   return _add_bias(x, vary_like(bias, x))
-
-
-@jax.custom_vjp
-def _scale_and_shift(x, scale, bias):
-  return x * scale + bias
-
-
-def _scale_and_shift_fwd(x, scale, bias):
-  return x * scale + bias, (x, scale)
-
-
-def _scale_and_shift_bwd(residuals, dy):
-  x, scale = residuals
-  return dy * scale, channel_sum(dy, x), channel_sum(dy)
-
-
-_scale_and_shift.defvjp(_scale_and_shift_fwd, _scale_and_shift_bwd)
-
-
-def scale_and_shift(x: jax.Array, scale: jax.Array, bias: jax.Array) -> jax.Array:
-  """x [..., C] * scale [C] + bias [C]."""
-  return _scale_and_shift(x, vary_like(scale, x), vary_like(bias, x))
 
 
 def _psum(x: Any, axis_name: str | None) -> Any:
@@ -148,47 +128,77 @@ class BatchNorm(nn.Module):
     return y
 
 
-def _group_means(flat: jax.Array, num_groups: int) -> jax.Array:
-  """Per example and group, the mean of flat [B, M, C] over M and the group's channels,
-  repeated for each channel of the group: [B, 1, C]."""
-  b, m, c = flat.shape
-  sums = jnp.ones((b, 1, m), flat.dtype) @ flat  # a batched matrix-vector product, [B, 1, C]
-  means = sums.reshape(b, num_groups, c // num_groups).sum(-1) / (m * (c // num_groups))
-  return jnp.repeat(means, c // num_groups, axis=1)[:, None]
+def _group_means(sums: jax.Array, num_groups: int, count: int) -> jax.Array:
+  """Per-example channel sums [B, C] -> each group's sum / count, repeated for each of the
+  group's channels: [B, C]."""
+  b, c = sums.shape
+  means = sums.reshape(b, num_groups, c // num_groups).sum(-1) / count
+  return jnp.repeat(means, c // num_groups, axis=1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def group_normalize(x: jax.Array, num_groups: int, epsilon: float) -> jax.Array:
-  """x [B, ..., C] normalized per example over each group of C / num_groups channels and all
-  other axes: (x - mean) / sqrt(var + epsilon), var = E[x^2] - E[x]^2. Same shape."""
-  return _group_normalize_fwd(x, num_groups, epsilon)[0]
+def _per_example_sums(flat: jax.Array, y: jax.Array | None = None) -> jax.Array:
+  """Sums of flat [B, M, C] (or of flat * y) over M, as a batched matrix-vector product: [B, C]."""
+  if y is not None:
+    flat = flat * y
+  return (jnp.ones((flat.shape[0], 1, flat.shape[1]), flat.dtype) @ flat)[:, 0]
 
 
-def _group_normalize_fwd(x, num_groups, epsilon):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int,
+               epsilon: float, silu: bool) -> jax.Array:
+  """GroupNorm of x [B, ..., C], then silu(y) if `silu`: per example, each group of
+  C / num_groups channels normalized over the group and all other axes with
+  var = E[x^2] - E[x]^2, then * scale [C] + bias [C]. Same shape as x.
+
+  The custom VJP saves only x and the [B, C] statistics and recomputes the normalized x (and
+  the SiLU) in the backward pass, whose four sums are two batched matrix-vector products.
+  """
+  return _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu)[0]
+
+
+def _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu):
   flat = x.reshape(x.shape[0], -1, x.shape[-1])
-  mean = _group_means(flat, num_groups)
-  inv = lax.rsqrt(jnp.maximum(0.0, _group_means(flat * flat, num_groups) - mean * mean) + epsilon)
-  normalized = ((flat - mean) * inv).reshape(x.shape)
-  return normalized, (normalized, inv)
+  count = flat.shape[1] * (flat.shape[2] // num_groups)
+  mean = _group_means(_per_example_sums(flat), num_groups, count)
+  mean_sq = _group_means(_per_example_sums(flat, flat), num_groups, count)
+  inv = lax.rsqrt(jnp.maximum(0.0, mean_sq - mean * mean) + epsilon)
+  y = (flat - mean[:, None]) * (inv * scale)[:, None] + bias
+  if silu:
+    # silu as a division: XLA:CPU does not duplicate an expensive op into a consumer, so y
+    # stays one buffer instead of being recomputed inside the slow transposes through which
+    # conv kernel gradients read it (53 -> 8 ms for the UNet's [32, 32, 32, 192] one).
+    y = y / (1.0 + jnp.exp(-y))
+  return y.reshape(x.shape), (x, scale, bias, mean, inv)
 
 
-def _group_normalize_bwd(num_groups, epsilon, residuals, g):
+def _group_norm_bwd(num_groups, epsilon, silu, residuals, g):
   del epsilon
-  normalized, inv = residuals
-  flat = normalized.reshape(inv.shape[0], -1, inv.shape[-1])
+  x, scale, bias, mean, inv = residuals
+  flat = x.reshape(x.shape[0], -1, x.shape[-1])
   g = g.reshape(flat.shape)
-  dx = inv * (g - _group_means(g, num_groups) - flat * _group_means(g * flat, num_groups))
-  return (dx.reshape(normalized.shape),)
+  normalized = (flat - mean[:, None]) * inv[:, None]
+  if silu:  # silu'(y) = s (1 + y (1 - s)), s = sigmoid(y)
+    y = normalized * scale + bias
+    s = jax.nn.sigmoid(y)
+    g = g * (s * (1.0 + y * (1.0 - s)))
+  sum_g, sum_gn = _per_example_sums(g), _per_example_sums(g, normalized)
+  count = flat.shape[1] * (flat.shape[2] // num_groups)
+  mean_g = _group_means(sum_g * scale, num_groups, count)
+  mean_gn = _group_means(sum_gn * scale, num_groups, count)
+  dx = inv[:, None] * (g * scale - mean_g[:, None] - normalized * mean_gn[:, None])
+  return dx.reshape(x.shape), jnp.sum(sum_gn, 0), jnp.sum(sum_g, 0)
 
 
-group_normalize.defvjp(_group_normalize_fwd, _group_normalize_bwd)
+group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
 
 
 class GroupNorm(nn.Module):
   """`nn.GroupNorm` over the last axis of x [B, ..., C] (same variables and names): each
-  example's channels in `num_groups` groups, normalized over the group and all other axes."""
+  example's channels in `num_groups` groups, normalized over the group and all other axes.
+  With `silu`, returns silu(GroupNorm(x)) from one fused custom VJP."""
   num_groups: int = 32
   epsilon: float = 1e-6
+  silu: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -198,4 +208,5 @@ class GroupNorm(nn.Module):
                        f'{self.num_groups} groups')
     scale = self.param('scale', nn.initializers.ones_init(), (features,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (features,), jnp.float32)
-    return scale_and_shift(group_normalize(x, self.num_groups, self.epsilon), scale, bias)
+    return group_norm(x, vary_like(scale, x), vary_like(bias, x), self.num_groups,
+                      self.epsilon, self.silu)

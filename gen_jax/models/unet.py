@@ -36,8 +36,9 @@ def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
-def _norm() -> GroupNorm:
-  return GroupNorm(num_groups=32, epsilon=1e-6)
+def _norm(silu: bool = False) -> GroupNorm:
+  """GroupNorm(32), followed by SiLU if `silu`."""
+  return GroupNorm(num_groups=32, epsilon=1e-6, silu=silu)
 
 
 class ResnetBlock(nn.Module):
@@ -48,9 +49,9 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, temb: jax.Array, train: bool, ids: jax.Array | None
                ) -> jax.Array:
-    h = Conv(self.out_ch, (3, 3), name='conv1')(nn.silu(_norm()(x)))
+    h = Conv(self.out_ch, (3, 3), name='conv1')(_norm(silu=True)(x))
     h = h + Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
-    h = nn.silu(_norm()(h))
+    h = _norm(silu=True)(h)
     if train and self.dropout > 0:
       h = example_dropout(h, self.dropout, self.make_rng('dropout'), ids)
     h = Conv(self.out_ch, (3, 3), name='conv2')(h)
@@ -115,4 +116,4 @@ class UNet(nn.Module):
           h = AttnBlock()(h)
       if level != 0:
         h = Conv(h.shape[-1], (3, 3), upsample=True)(h)  # nearest x2, then the conv
-    return Conv(self.out_ch, (3, 3), name='conv_out')(nn.silu(_norm()(h)))
+    return Conv(self.out_ch, (3, 3), name='conv_out')(_norm(silu=True)(h))

@@ -76,8 +76,17 @@ def test_batch_norm_statistics_and_gradients_are_global_inside_shard_map():
   assert_trees_close(run(norms.BatchNorm(**kwargs)), run(nn.BatchNorm(**kwargs)))
 
 
-def test_group_norm_matches_flax():
-  ours, theirs = norms.GroupNorm(32, 1e-6), nn.GroupNorm(num_groups=32, epsilon=1e-6)
+class FlaxGroupNormSilu(nn.GroupNorm):
+  """silu(nn.GroupNorm(x)), with nn.GroupNorm's variables."""
+
+  def __call__(self, x):
+    return nn.silu(super().__call__(x))
+
+
+@pytest.mark.parametrize('silu', [False, True], ids=['plain', 'silu'])
+def test_group_norm_matches_flax(silu):
+  ours = norms.GroupNorm(32, 1e-6, silu=silu)
+  theirs = (FlaxGroupNormSilu if silu else nn.GroupNorm)(num_groups=32, epsilon=1e-6)
   variables = perturbed(theirs.init(jax.random.key(3), X))
   assert_trees_close(ours.init(jax.random.key(3), X), theirs.init(jax.random.key(3), X))
   assert_trees_close(outputs_and_grads(ours, variables, X),
