@@ -30,10 +30,24 @@ def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
 
 def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -> jax.Array:
   """Dropout whose mask for each example comes from fold_in(key, its id) [B]: the masks do not
-  depend on how the batch is split over devices. Returns x [B, ...] masked and rescaled."""
-  keep = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate,
-                                                 x.shape[1:]))(ids)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
+  depend on how the batch is split over devices. Returns x [B, ...] masked and rescaled.
+
+  Each 32-bit threefry word gives two 16-bit uniforms (half of `jax.random.bernoulli`'s
+  random bits, 4% of the small UNet's train step on CPU), so the drop probability is `rate`
+  rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by the exact
+  inverse of the rounded keep probability.
+  """
+  size = math.prod(x.shape[1:])
+  keep_count = round((1.0 - rate) * 2 ** 16)
+  if not 0 < keep_count <= 2 ** 16:
+    raise ValueError(f'dropout rate {rate}: expected a rate in [0, 1)')
+
+  def keep(i: jax.Array) -> jax.Array:
+    words = jax.random.bits(jax.random.fold_in(key, i), (-(-size // 2),), jnp.uint32)
+    halves = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(-1)[:size]
+    return (halves < keep_count).reshape(x.shape[1:])
+
+  return jnp.where(jax.vmap(keep)(ids), x * (2 ** 16 / keep_count), 0.0)
 
 
 def _norm(silu: bool = False) -> GroupNorm:

@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from gen_jax.models.unet import UNet, example_dropout, timestep_embedding
 
@@ -39,7 +40,8 @@ def test_small_unet_keeps_the_shape_and_uses_dropout_only_in_training():
 
 def test_example_dropout_rate_and_scale():
   """Over 2 x 300k elements the dropped fraction is the rate within 5 standard errors, kept
-  elements are x / (1 - rate), and examples (and odd sizes) get independent masks."""
+  elements are x / (1 - rate) (up to the rate's rounding to 2^-16), and examples (and odd
+  sizes) get independent masks."""
   x = jnp.ones((2, 300_001))
   for rate in (0.1, 0.5):
     y = example_dropout(x, rate, jax.random.key(0), jnp.array([0, 1]))
@@ -47,6 +49,11 @@ def test_example_dropout_rate_and_scale():
     assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / dropped.size)
     np.testing.assert_allclose(np.asarray(y)[~dropped], 1 / (1 - rate), rtol=1e-4)
     assert 0.3 < (dropped[0] == dropped[1]).mean() < 0.95  # neither equal nor complementary
+
+
+def test_example_dropout_rejects_a_rate_that_keeps_nothing():
+  with pytest.raises(ValueError, match='dropout rate 1.0: expected a rate in'):
+    example_dropout(jnp.ones((1, 4)), 1.0, jax.random.key(0), jnp.array([0]))
 
 
 def test_timestep_embedding_closed_form():
