@@ -6,9 +6,10 @@ such sum for every per-channel parameter (a bias, a norm's scale and shift), and
 need more for their statistics. So `add_bias`, `batch_norm` and `group_norm` have custom
 VJPs that sum with (batched) matrix-vector products, and `BatchNorm` / `GroupNorm` are
 `nn.BatchNorm` / `nn.GroupNorm` (same variables, names and outputs, fast variance
-E[x^2] - E[x]^2) built on them, so checkpoints carry over. `group_norm` also fuses the
-SiLU that follows every GroupNorm but one in the UNet: autodiff of the unfused pair made
-XLA:CPU recompute the sigmoid in four separate reductions.
+E[x^2] - E[x]^2) built on them, so checkpoints carry over. `group_norm` can also apply
+the SiLU that follows every GroupNorm but one in the UNet, so the pair saves only its input
+and statistics for the backward pass; how it writes the SiLU is what made the UNet's step
+10% faster (the comment in `_group_norm_fwd`).
 """
 
 import functools

@@ -40,7 +40,8 @@ def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -
   size = math.prod(x.shape[1:])
   keep_count = round((1.0 - rate) * 2 ** 16)
   if not 0 < keep_count <= 2 ** 16:
-    raise ValueError(f'dropout rate {rate}: expected a rate in [0, 1)')
+    raise ValueError(f'dropout rate {rate}: expected a rate in [0, 1) that rounds to at '
+                     'most 1 - 2^-16')
 
   def keep(i: jax.Array) -> jax.Array:
     words = jax.random.bits(jax.random.fold_in(key, i), (-(-size // 2),), jnp.uint32)
