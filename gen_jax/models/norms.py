@@ -129,11 +129,11 @@ class BatchNorm(nn.Module):
     return y
 
 
-def _group_means(sums: jax.Array, num_groups: int, count: int) -> jax.Array:
-  """Per-example channel sums [B, C] -> each group's sum / count, repeated for each of the
-  group's channels: [B, C]."""
+def _group_means(sums: jax.Array, num_groups: int, positions: int) -> jax.Array:
+  """Per-example channel sums over `positions` elements each [B, C] -> each group's mean,
+  repeated for each of the group's channels: [B, C]."""
   b, c = sums.shape
-  means = sums.reshape(b, num_groups, c // num_groups).sum(-1) / count
+  means = sums.reshape(b, num_groups, c // num_groups).sum(-1) / (positions * (c // num_groups))
   return jnp.repeat(means, c // num_groups, axis=1)
 
 
@@ -159,9 +159,8 @@ def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int,
 
 def _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu):
   flat = x.reshape(x.shape[0], -1, x.shape[-1])
-  count = flat.shape[1] * (flat.shape[2] // num_groups)
-  mean = _group_means(_per_example_sums(flat), num_groups, count)
-  mean_sq = _group_means(_per_example_sums(flat, flat), num_groups, count)
+  mean = _group_means(_per_example_sums(flat), num_groups, flat.shape[1])
+  mean_sq = _group_means(_per_example_sums(flat, flat), num_groups, flat.shape[1])
   inv = lax.rsqrt(jnp.maximum(0.0, mean_sq - mean * mean) + epsilon)
   y = (flat - mean[:, None]) * (inv * scale)[:, None] + bias
   if silu:
@@ -183,9 +182,8 @@ def _group_norm_bwd(num_groups, epsilon, silu, residuals, g):
     s = jax.nn.sigmoid(y)
     g = g * (s * (1.0 + y * (1.0 - s)))
   sum_g, sum_gn = _per_example_sums(g), _per_example_sums(g, normalized)
-  count = flat.shape[1] * (flat.shape[2] // num_groups)
-  mean_g = _group_means(sum_g * scale, num_groups, count)
-  mean_gn = _group_means(sum_gn * scale, num_groups, count)
+  mean_g = _group_means(sum_g * scale, num_groups, flat.shape[1])
+  mean_gn = _group_means(sum_gn * scale, num_groups, flat.shape[1])
   dx = inv[:, None] * (g * scale - mean_g[:, None] - normalized * mean_gn[:, None])
   return dx.reshape(x.shape), jnp.sum(sum_gn, 0), jnp.sum(sum_g, 0)
 
