@@ -12,6 +12,7 @@ import numpy as np
 from absl import app, flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import host_memory
 from gen_jax.models import layers
 
 _ONLY = flags.DEFINE_string('only', '', 'Only the layers whose name contains this.')
@@ -65,4 +66,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()  # as gen_jax.main does
   app.run(main)

@@ -15,7 +15,7 @@ import numpy as np
 from absl import app, flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import parallel
+from gen_jax import host_memory, parallel
 from gen_jax.metrics import evaluator, inception
 from gen_jax.metrics.features import FeatureNet, load_feature_net
 
@@ -60,4 +60,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()  # as gen_jax.main does
   app.run(main)

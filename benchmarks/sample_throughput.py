@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import experiment as experiment_lib
+from gen_jax import host_memory
 from gen_jax.parallel import BATCH
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -62,4 +63,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()  # as gen_jax.main does
   app.run(main)

@@ -1,6 +1,8 @@
 """Train-step throughput of a config: images/s, compile seconds, peak RSS, GFLOP/s.
 
-Compile seconds: the first step's time less a steady step's. Peak RSS: the process's.
+Compile seconds: the first step's time less a steady step's. Peak RSS: the process's. Page
+faults and kernel CPU time per step show whether XLA's per-step buffers get huge pages
+(`gen_jax/host_memory.py`; this script re-executes itself with them, as `gen_jax.main` does).
 
   python benchmarks/train_throughput.py --config=configs/vae_mnist.py [--steps=100]
       [--input=synthetic|pipeline] [--config.KEY=VALUE ...]
@@ -9,6 +11,7 @@ Compile seconds: the first step's time less a steady step's. Peak RSS: the proce
 grain stream as training does. FLOPs come from XLA's cost analysis of the compiled step.
 """
 
+import os
 import resource
 import time
 
@@ -19,7 +22,7 @@ from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import experiment as experiment_lib
-from gen_jax import parallel
+from gen_jax import host_memory, parallel
 from gen_jax.data import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -51,13 +54,15 @@ def main(_):
   for _ in range(5):
     state, metrics = exp.train_step(state, parallel.shard_batch(next(batches), exp.mesh))
   jax.block_until_ready(metrics)
+  usage = resource.getrusage(resource.RUSAGE_SELF)
   start = time.perf_counter()
   for _ in range(_STEPS.value):
     state, metrics = exp.train_step(state, parallel.shard_batch(next(batches), exp.mesh))
   jax.block_until_ready(metrics)
   seconds = time.perf_counter() - start
+  usage_end = resource.getrusage(resource.RUSAGE_SELF)
   images_per_sec = _STEPS.value * d.batch_size / seconds
-  peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  peak_rss_mib = usage_end.ru_maxrss / 1024
   print(f'config={config.family}/{d.name} batch={d.batch_size} devices={exp.mesh.size} '
         f'input={_INPUT.value} conv_impl={config.model.get("conv_impl", "-")}')
   step_s = seconds / _STEPS.value
@@ -65,7 +70,13 @@ def main(_):
         f'compile {first_step_s - step_s:.2f} s  peak RSS {peak_rss_mib:,.0f} MiB  '
         f'GFLOP/step {flops * exp.mesh.size / 1e9:.3f}  '
         f'GFLOP/s {flops * exp.mesh.size * _STEPS.value / seconds / 1e9:,.1f}')
+  faults, kernel_s, user_s = ((getattr(usage_end, f) - getattr(usage, f)) / _STEPS.value
+                              for f in ('ru_minflt', 'ru_stime', 'ru_utime'))
+  print(f'per step: page faults {faults:,.0f}  kernel CPU {kernel_s:.3f} s  '
+        f'user CPU {user_s:.3f} s  '
+        f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")}')
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()  # as gen_jax.main does
   app.run(main)

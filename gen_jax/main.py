@@ -15,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import host_memory
 from gen_jax.errors import UserError
 
 MODES = ('train', 'eval', 'sample', 'summary')
@@ -89,4 +90,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=parse_flags)
