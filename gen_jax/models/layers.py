@@ -12,11 +12,12 @@ its strided and lhs-dilated ("transposed") convolutions, forward and backward:
   output channels (output phase (r, c) uses taps (2i + r, 2j + c)), then depth-to-space.
 
 `impl='mixed'` (the configs' choice for CPU) is a custom VJP that computes each of the
-forward pass, the input gradient and the kernel gradient with whichever of the two XLA:CPU
-runs faster (measured per part, `benchmarks/conv_parts.py`): XLA's strided conv is fast
+forward pass, the input gradient and the kernel gradient with whichever formulation XLA:CPU
+runs fastest (measured per part, `benchmarks/conv_parts.py`): XLA's strided conv is fast
 forward (from 16 input channels) and for its kernel gradient, and it is also the fast input
-gradient of the transposed conv; the stride-1 form wins everywhere else, and XLA's kernel
-gradient of a transposed conv is 4-60x slower than it.
+gradient of the transposed conv; the stride-1 form wins everywhere else but for the kernel
+gradient of the transposed conv, whose fastest form is the strided conv's kernel gradient
+with input and cotangent swapped (`conv_up_kernel_grad`; XLA's own is 4-60x slower).
 
 `Conv(upsample=True)` is nearest x2 upsampling then a 3x3 conv, computed as one sub-pixel
 conv at the low resolution (`upsample_conv3x3`).
@@ -119,9 +120,29 @@ def conv_up_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return lax.conv_transpose(x, kernel, (2, 2), 'SAME', dimension_numbers=_DIMS)
 
 
+def _kernel_grad_of(conv: Callable) -> Callable:
+  """(x, kernel, dy) -> conv(x, kernel)'s cotangent for `kernel`, given dy for its output."""
+  return lambda x, kernel, dy: jax.vjp(lambda kernel: conv(x, kernel), kernel)[1](dy)[0]
+
+
+def conv_up_kernel_grad(x: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
+  """The kernel cotangent of `conv_up_xla(x, kernel)` for dy [N, 2H, 2W, O]: [4, 4, I, O].
+
+  The transposed conv is linear in x, and its adjoint in x is the stride-2 conv of dy with
+  the flipped, I/O-swapped kernel. So each kernel tap's cotangent is a sum of x times dy over
+  the same pairs of positions as the kernel cotangent of that strided conv at input dy and
+  output cotangent x: XLA:CPU computes that one 1.2-2.9x faster than the stride-1 form's
+  (`benchmarks/conv_parts.py`, the 64x64 DCGAN's generator layers: 15-21 vs 17-25 ms, and
+  5.3 vs 15.2 ms for the last one).
+  """
+  swapped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # only its shape and type are used
+  return _kernel_grad_of(conv_down_xla)(dy, swapped, x)[::-1, ::-1].transpose(0, 1, 3, 2)
+
+
 def _per_part(forward: Callable, input_grad: Callable, kernel_grad: Callable) -> Callable:
-  """A conv (x, kernel) -> y computed by `forward`, whose input and kernel cotangents are those
-  of `input_grad` and `kernel_grad`: three implementations of the same function."""
+  """A conv (x, kernel) -> y computed by `forward`, whose input cotangent is that of
+  `input_grad` and whose kernel cotangent is kernel_grad(x, kernel, dy): three
+  implementations of the same function."""
 
   @jax.custom_vjp
   def conv(x, kernel):
@@ -133,8 +154,7 @@ def _per_part(forward: Callable, input_grad: Callable, kernel_grad: Callable) ->
   def conv_bwd(residuals, dy):
     x, kernel = residuals
     dx = jax.vjp(lambda x: input_grad(x, kernel), x)[1](dy)[0]
-    dkernel = jax.vjp(lambda kernel: kernel_grad(x, kernel), kernel)[1](dy)[0]
-    return dx, dkernel
+    return dx, kernel_grad(x, kernel, dy)
 
   conv.defvjp(conv_fwd, conv_bwd)
   return conv
@@ -142,8 +162,8 @@ def _per_part(forward: Callable, input_grad: Callable, kernel_grad: Callable) ->
 
 _DOWN_MIXED = {
     narrow: _per_part(conv_down_stride1 if narrow else conv_down_xla, conv_down_stride1,
-                      conv_down_xla) for narrow in (True, False)}
-_UP_MIXED = _per_part(conv_up_stride1, conv_up_xla, conv_up_stride1)
+                      _kernel_grad_of(conv_down_xla)) for narrow in (True, False)}
+_UP_MIXED = _per_part(conv_up_stride1, conv_up_xla, conv_up_kernel_grad)
 _MIN_XLA_DOWN_CHANNELS = 16  # below it, the stride-1 forward is faster (RGB / gray inputs)
 
 
