@@ -68,6 +68,20 @@ def _moments(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]
   return mean, jnp.maximum(0.0, s2 / count - mean * mean)
 
 
+def _full_size(like: jax.Array, divisor: jax.Array) -> jax.Array:
+  """divisor broadcast to like's shape as `like * 0 + divisor`, for the norms' backward passes
+  to divide by, so that XLA:CPU computes their input gradient once.
+
+  XLA:CPU copies a cheap elementwise chain into each of its consumers. One consumer of a
+  norm's input gradient is the layout transpose that feeds a conv kernel gradient, which then
+  recomputed the whole backward pass with strided reads: 21 ms instead of 5 for the 64x64
+  DCGAN's 32x32x64 layer. A division is expensive, so XLA does not copy it, but it turns a
+  division by a broadcast [C] into a multiply; it cannot fold `like * 0` (IEEE: inf * 0 is
+  NaN), so this divisor stays full-size. Same values wherever `like` is finite.
+  """
+  return like * 0 + divisor
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
                axis_name: str | None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
@@ -94,13 +108,8 @@ def _batch_norm_bwd(epsilon, axis_name, residuals, cotangents):
   d_scale = (channel_sum(dy, x) - mean * d_bias) * inv  # sum of dy * x_hat
   # Global sums: the replicated parameters' cotangents are the whole batch's.
   d_bias, d_scale = _psum((d_bias, d_scale), axis_name)
-  # dx's last op divides by a full-size operand (a divisor XLA can neither fold nor turn into
-  # a multiply, as it does a broadcast [C]), so XLA:CPU computes dx once. A cheap elementwise
-  # chain it would copy into every consumer, among them the layout transpose that feeds a
-  # conv kernel gradient, which then recomputes the whole backward pass with strided reads:
-  # 21 ms instead of 5 for the 64x64 DCGAN's 32x32x64 layer.
-  std_over_scale = x * 0 + 1 / (inv * scale)
-  dx = (dy - d_bias / count - (x - mean) * (inv * d_scale / count)) / std_over_scale
+  dx = (dy - d_bias / count - (x - mean) * (inv * d_scale / count)) / _full_size(
+      x, 1 / (inv * scale))
   return dx, d_scale, d_bias
 
 
@@ -190,8 +199,8 @@ def _group_norm_bwd(num_groups, epsilon, silu, residuals, g):
   sum_g, sum_gn = _per_example_sums(g), _per_example_sums(g, normalized)
   mean_g = _group_means(sum_g * scale, num_groups, flat.shape[1])
   mean_gn = _group_means(sum_gn * scale, num_groups, flat.shape[1])
-  std = flat * 0 + 1 / inv[:, None]  # full-size, so dx is computed once (`_batch_norm_bwd`)
-  dx = (g * scale - mean_g[:, None] - normalized * mean_gn[:, None]) / std
+  dx = (g * scale - mean_g[:, None] - normalized * mean_gn[:, None]) / _full_size(
+      flat, 1 / inv[:, None])
   return dx.reshape(x.shape), jnp.sum(sum_gn, 0), jnp.sum(sum_g, 0)
 
 
