@@ -17,6 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import app, flags
+from machine import description
 from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
@@ -55,6 +56,7 @@ def main(_):
   total_flops = flops * evaluations * exp.mesh.size
   peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   sampler = config.sample.get('sampler', '-')
+  print(description())
   print(f'config={config.family}/{config.data.name} sampler={sampler} '
         f'steps={evaluations} num={_NUM.value} devices={exp.mesh.size}')
   print(f'images/s {_NUM.value / call_s:,.2f}  call {call_s:.2f} s  '

@@ -47,6 +47,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import description
 from torch import nn
 
 IMAGE_SIZE = 64
@@ -182,6 +183,7 @@ def time_steps(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
 
 def main() -> None:
   args = parse_args()
+  print(description())
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)

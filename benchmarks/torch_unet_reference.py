@@ -54,6 +54,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import description
 from torch import nn
 
 IMAGE_SIZE = 32
@@ -295,6 +296,7 @@ def ddim_sample(model: nn.Module, abar: torch.Tensor, num: int, ddim_steps: int,
 
 def main() -> None:
   args = parse_args()
+  print(description())
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)

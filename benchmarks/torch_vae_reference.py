@@ -32,6 +32,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import description
 from torch import nn
 
 IMAGE_SIZE = 28
@@ -149,6 +150,7 @@ def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, st
 
 def main() -> None:
   args = parse_args()
+  print(description())
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)

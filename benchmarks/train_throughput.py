@@ -18,6 +18,7 @@ import time
 import jax
 from absl import app, flags
 from common import synthetic_batch
+from machine import description
 from ml_collections import config_flags
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
@@ -63,6 +64,7 @@ def main(_):
   usage_end = resource.getrusage(resource.RUSAGE_SELF)
   images_per_sec = _STEPS.value * d.batch_size / seconds
   peak_rss_mib = usage_end.ru_maxrss / 1024
+  print(description())
   print(f'config={config.family}/{d.name} batch={d.batch_size} devices={exp.mesh.size} '
         f'input={_INPUT.value} conv_impl={config.model.get("conv_impl", "-")}')
   step_s = seconds / _STEPS.value
