@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
 
@@ -69,6 +70,7 @@ def run_args(workdir, tfds_dir, num_steps):
                      '--config.eval.batch_size=32')
 
 
+@pytest.mark.slow  # 84-89 s on 2 cores
 def test_two_processes_equal_one_and_resume_after_both_are_killed(tmp_path, tfds_dir):
   single, multi = str(tmp_path / 'single'), str(tmp_path / 'multi')
   run_cli(*run_args(single, tfds_dir, 10), devices=8)
