@@ -10,6 +10,7 @@ any kind ends in one line on stderr and a non-zero exit status.
 
 import logging as std_logging
 import sys
+import warnings
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -34,9 +35,11 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 to num_p
 
 def fail(message: str, status: int = 1) -> None:
   print(f'gen_jax: error: {message}', file=sys.stderr)
-  # A failed async checkpoint write leaves orbax tasks whose exception (already reported in the
-  # line above) asyncio would log again at exit, burying the one line.
+  # A failed async checkpoint write leaves orbax tasks and coroutines whose failure (already
+  # reported in the line above) asyncio would log, and Python warn about, again at exit,
+  # burying the one line.
   std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL + 1)
+  warnings.simplefilter('ignore')
   sys.exit(status)
 
 

@@ -1,6 +1,8 @@
 """The CLI contract: the four modes' outputs, and one clear line for each kind of bad input."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -146,3 +148,16 @@ def test_profile_steps_write_a_trace(tmp_path, tfds_dir):
   traces = [f for _, _, files in os.walk(os.path.join(workdir, 'profile')) for f in files
             if f.endswith('.xplane.pb')]
   assert len(traces) == 1
+
+
+def test_the_error_line_stays_last_when_coroutines_are_left_unawaited():
+  """A failed asynchronous checkpoint write leaves coroutines that Python warns about at exit,
+  after `fail`'s line (a race that once failed CI's full-disk test); the line must stay last."""
+  script = ('import sys\n'
+            'from gen_jax import main\n'
+            'async def write(): pass\n'
+            'pending = [write()]\n'
+            'main.fail("writing a checkpoint failed")\n')
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          check=False)
+  assert_one_line_error(result, 'writing a checkpoint failed')
