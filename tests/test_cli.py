@@ -153,8 +153,7 @@ def test_profile_steps_write_a_trace(tmp_path, tfds_dir):
 def test_the_error_line_stays_last_when_coroutines_are_left_unawaited():
   """A failed asynchronous checkpoint write leaves coroutines that Python warns about at exit,
   after `fail`'s line (a race that once failed CI's full-disk test); the line must stay last."""
-  script = ('import sys\n'
-            'from gen_jax import main\n'
+  script = ('from gen_jax import main\n'
             'async def write(): pass\n'
             'pending = [write()]\n'
             'main.fail("writing a checkpoint failed")\n')
