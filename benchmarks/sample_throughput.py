@@ -65,5 +65,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_huge_pages()  # as gen_jax.main does
+  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
   app.run(main)

@@ -1,20 +1,37 @@
-"""Transparent huge pages for the host memory XLA:CPU allocates on every step.
+"""Host memory for XLA:CPU: tcmalloc where it is installed, else glibc's huge pages.
 
 XLA:CPU allocates each executable's temporary buffer with malloc on every call (801 MB for the
-small DDPM UNet's train step at batch 32, 252 MB for the 64x64 DCGAN's). glibc serves any
-allocation over 32 MiB with a fresh mmap, so the kernel faults the whole buffer in again, 4 KiB
-at a time, at every step: 197,000 minor page faults and 0.33 s of kernel time per UNet step on
-2 cores. glibc's `glibc.malloc.hugetlb=1` tunable makes malloc ask for transparent huge pages
-(madvise), 2 MiB at a time: 1,200 faults and 0.07 s per step, and the step went from
-1,176-1,345 to 1,024-1,069 ms (README, "Speed on CPU"). glibc reads tunables only when a
-process starts, so the command-line entry points re-execute themselves once with it set.
+small DDPM UNet's train step at batch 32, 252 MB for the 64x64 DCGAN's) and frees it after.
+glibc serves any allocation over 32 MiB with a fresh mmap and unmaps it on free, so the kernel
+faults the whole buffer in again at every step (197,000 minor page faults and 0.3-0.5 s of
+kernel time per UNet step on 2 cores); from XLA's worker threads no glibc tunable stops that
+(a thread arena maps anything over 64 MiB whatever `glibc.malloc.mmap_max` says). tcmalloc
+(gperftools' `libtcmalloc_minimal`, e.g. Debian's `libtcmalloc-minimal4`) keeps the freed
+spans and hands them back at the next step: on a 2-core AMD EPYC the UNet's step was 2-19%
+faster than with glibc (10 interleaved rounds; README, "Speed on CPU"). Without it, glibc is
+asked for transparent huge pages (`glibc.malloc.hugetlb=1`: 2 MiB faults instead of 4 KiB
+ones; 1-26% faster on an Intel CPU). The dynamic loader and glibc read LD_PRELOAD and
+GLIBC_TUNABLES only when a process starts, so the command-line entry points re-execute
+themselves once. `GEN_JAX_MALLOC=libc` keeps glibc's malloc (with huge pages); a path in
+`GEN_JAX_MALLOC` preloads that library instead of tcmalloc.
 """
 
+import ctypes.util
 import os
 import platform
 import sys
+from collections.abc import Mapping
 
 TUNABLE = 'glibc.malloc.hugetlb'
+# tcmalloc prints a line for every allocation over 1 GiB by default (a big model's step
+# buffer): that would end up after the CLI's one-line errors.
+TCMALLOC_SETTINGS = {'TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD': str(1 << 50)}
+
+
+def tcmalloc_library() -> str | None:
+  """Returns the name of gperftools' tcmalloc library as the dynamic loader finds it (e.g.
+  'libtcmalloc_minimal.so.4'), or None where none is installed."""
+  return ctypes.util.find_library('tcmalloc_minimal') or ctypes.util.find_library('tcmalloc')
 
 
 def with_huge_pages(tunables: str | None) -> str | None:
@@ -27,16 +44,50 @@ def with_huge_pages(tunables: str | None) -> str | None:
   return f'{tunables}:{TUNABLE}=1' if tunables else f'{TUNABLE}=1'
 
 
-def reexec_with_huge_pages() -> None:
-  """Replaces this process by the same command (same pid, argv and interpreter options) with
-  `glibc.malloc.hugetlb=1` in GLIBC_TUNABLES. Returns without doing anything outside Linux
-  with glibc, or where GLIBC_TUNABLES already sets the tunable (so it re-executes at most
-  once). Call it first thing in a `__main__` block, before any work is done."""
-  if sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc':
+def preloaded(environ: Mapping[str, str]) -> list[str]:
+  """Returns the libraries that LD_PRELOAD in `environ` names (space- or colon-separated)."""
+  return environ.get('LD_PRELOAD', '').replace(':', ' ').split()
+
+
+def preloads_malloc(environ: Mapping[str, str]) -> bool:
+  """Returns whether LD_PRELOAD in `environ` names a malloc library (tcmalloc, jemalloc,
+  mimalloc, tbbmalloc, ...)."""
+  return any('malloc' in os.path.basename(path) for path in preloaded(environ))
+
+
+def malloc_environment(environ: Mapping[str, str], library: str | None) -> dict[str, str] | None:
+  """Returns the environment to re-execute with: `environ` with `library` (a malloc library)
+  first in LD_PRELOAD, or with glibc's huge pages where `library` is None. None where nothing
+  is to change: LD_PRELOAD already names a malloc library (ours or the user's own), or
+  GLIBC_TUNABLES already sets the huge pages tunable."""
+  preload = preloaded(environ)
+  if preloads_malloc(environ) or library in preload:
+    return None
+  if library is not None:
+    return {**TCMALLOC_SETTINGS, **environ, 'LD_PRELOAD': ' '.join([library, *preload])}
+  tunables = with_huge_pages(environ.get('GLIBC_TUNABLES'))
+  return None if tunables is None else {**environ, 'GLIBC_TUNABLES': tunables}
+
+
+def chosen_library(environ: Mapping[str, str]) -> str | None:
+  """Returns the malloc library to preload: `GEN_JAX_MALLOC`'s path, none for
+  `GEN_JAX_MALLOC=libc`, else tcmalloc where installed."""
+  choice = environ.get('GEN_JAX_MALLOC', '')
+  if choice == 'libc':
+    return None
+  return choice or tcmalloc_library()
+
+
+def reexec_with_fast_malloc() -> None:
+  """Replaces this process by the same command (same pid, argv and interpreter options) in
+  `malloc_environment`. Returns without doing anything outside Linux with glibc, or where
+  the environment is already so (so it re-executes at most once). Call it first thing in a
+  `__main__` block, before any work is done."""
+  if (sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc'
+      or preloads_malloc(os.environ)):  # checked first: it saves the library search
     return
-  tunables = with_huge_pages(os.environ.get('GLIBC_TUNABLES'))
-  if tunables is not None:
+  environ = malloc_environment(os.environ, chosen_library(os.environ))
+  if environ is not None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
-              {**os.environ, 'GLIBC_TUNABLES': tunables})
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)

@@ -93,5 +93,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_huge_pages()
+  host_memory.reexec_with_fast_malloc()
   app.run(main, flags_parser=parse_flags)

@@ -29,7 +29,8 @@ def test_cifar10_config_builds_the_papers_35_7m_model():
   assert sum(math.prod(x.shape) for x in jax.tree.leaves(state.params)) == 35_746_307
 
 
-@pytest.mark.parametrize('prediction,gamma', [('eps', 0.0), ('v', 5.0)])
+@pytest.mark.parametrize('prediction,gamma', [
+    ('eps', 0.0), pytest.param('v', 5.0, marks=pytest.mark.slow)])
 def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
   config = digits_ddpm(tfds_dir, prediction=prediction, min_snr_gamma=gamma)
   config.optim.ema_decay = 0.0
@@ -46,6 +47,7 @@ def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
   assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
 
 
+@pytest.mark.slow
 def test_learned_variance_trains_with_l_hybrid(tfds_dir):
   config = digits_ddpm(tfds_dir, learn_variance=True)
   config.sample.sampler, config.sample.variance = 'ddpm', 'learned'
