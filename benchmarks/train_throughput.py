@@ -1,8 +1,9 @@
 """Train-step throughput of a config: images/s, compile seconds, peak RSS, GFLOP/s.
 
 Compile seconds: the first step's time less a steady step's. Peak RSS: the process's. Page
-faults and kernel CPU time per step show whether XLA's per-step buffers get huge pages
-(`gen_jax/host_memory.py`; this script re-executes itself with them, as `gen_jax.main` does).
+faults and kernel CPU time per step show whether XLA's per-step buffers are reused (tcmalloc)
+or faulted in again (`gen_jax/host_memory.py`; this script re-executes itself with the same
+malloc as `gen_jax.main`; the first output line names it).
 
   python benchmarks/train_throughput.py --config=configs/vae_mnist.py [--steps=100]
       [--input=synthetic|pipeline] [--config.KEY=VALUE ...]

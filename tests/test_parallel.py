@@ -31,7 +31,8 @@ def assert_same_training_on_1_and_8_devices(tmp_path, make_args, num_steps):
   assert np.linalg.norm(params[1] - initial) > 100 * np.linalg.norm(params[1] - params[8])
 
 
-@pytest.mark.parametrize('optimizer,lr', [('sgd', '0.05'), ('adam', '0.001')])
+@pytest.mark.parametrize('optimizer,lr', [
+    ('sgd', '0.05'), pytest.param('adam', '0.001', marks=pytest.mark.slow)])
 def test_vae_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, optimizer, lr):
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: digits_args(
       workdir, tfds_dir, f'--config.optim.name={optimizer}', f'--config.optim.learning_rate={lr}',

@@ -67,6 +67,7 @@ def test_learned_variance_trains_with_l_hybrid(tfds_dir):
   assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.isfinite(images)))
 
 
+@pytest.mark.slow
 def test_the_vlb_term_trains_only_the_variance(tfds_dir):
   """One plain-SGD step with and without the L_vlb term: the output channels of the mean
   move the same (the term sees the mean through a stop-gradient), the variance's only
