@@ -8,12 +8,12 @@ kernel time per UNet step on 2 cores); from XLA's worker threads no glibc tunabl
 (a thread arena maps anything over 64 MiB whatever `glibc.malloc.mmap_max` says). tcmalloc
 (gperftools' `libtcmalloc_minimal`, e.g. Debian's `libtcmalloc-minimal4`) keeps the freed
 spans and hands them back at the next step: on a 2-core AMD EPYC the UNet's step was 2-19%
-faster than with glibc (10 interleaved rounds; README, "Speed on CPU"). Without it, glibc is
-asked for transparent huge pages (`glibc.malloc.hugetlb=1`: 2 MiB faults instead of 4 KiB
-ones; 1-26% faster on an Intel CPU). The dynamic loader and glibc read LD_PRELOAD and
-GLIBC_TUNABLES only when a process starts, so the command-line entry points re-execute
-themselves once. `GEN_JAX_MALLOC=libc` keeps glibc's malloc (with huge pages); a path in
-`GEN_JAX_MALLOC` preloads that library instead of tcmalloc.
+faster than with glibc (10 interleaved rounds), the DCGAN's 14-17% (README, "Speed on
+CPU"). Without it, glibc is asked for transparent huge pages (`glibc.malloc.hugetlb=1`: 2 MiB
+faults instead of 4 KiB ones; 1-26% faster on an Intel CPU). The dynamic loader and glibc
+read LD_PRELOAD and GLIBC_TUNABLES only when a process starts, so the command-line entry
+points re-execute themselves once. `GEN_JAX_MALLOC=libc` keeps glibc's malloc (with huge
+pages); a path in `GEN_JAX_MALLOC` preloads that library instead of tcmalloc.
 """
 
 import ctypes.util
@@ -23,8 +23,8 @@ import sys
 from collections.abc import Mapping
 
 TUNABLE = 'glibc.malloc.hugetlb'
-# tcmalloc prints a line for every allocation over 1 GiB by default (a big model's step
-# buffer): that would end up after the CLI's one-line errors.
+# tcmalloc reports allocations over 1 GiB (a big model's step buffer) on stderr by default;
+# such a report would end up after the CLI's one-line errors.
 TCMALLOC_SETTINGS = {'TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD': str(1 << 50)}
 
 
