@@ -86,8 +86,12 @@ def reexec_with_fast_malloc() -> None:
   if (sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc'
       or preloads_malloc(os.environ)):  # checked first: it saves the library search
     return
-  environ = malloc_environment(os.environ, chosen_library(os.environ))
+  library = chosen_library(os.environ)
+  environ = malloc_environment(os.environ, library)
   if environ is not None:
+    # The choice goes with the command, so that neither the re-executed process nor its
+    # children search for the library again.
+    environ['GEN_JAX_MALLOC'] = library or 'libc'
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)

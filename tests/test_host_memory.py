@@ -78,6 +78,19 @@ def test_reexec_keeps_pid_and_arguments_and_preloads_the_library_once():
   assert lines == [f'before {pid}', f'before {pid}', f"after {pid} libm.so.6 None ['a', '--b=c']"]
 
 
+_CHOICE = """
+import os
+from gen_jax import host_memory
+host_memory.reexec_with_fast_malloc()
+print(os.environ.get('GEN_JAX_MALLOC'))
+"""
+
+
+@_LINUX
+def test_reexec_records_its_choice_for_the_new_process_and_its_children():
+  assert _run(_CHOICE).strip() == (_TCMALLOC or 'libc')
+
+
 @_LINUX
 def test_without_a_library_it_re_executes_with_huge_pages_unless_the_user_set_them():
   lines = _run(_REEXEC, GEN_JAX_MALLOC='libc', GLIBC_TUNABLES='glibc.malloc.arena_max=2')
