@@ -23,6 +23,7 @@ from ml_collections import config_flags
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import experiment as experiment_lib
 from gen_jax import host_memory
+from gen_jax.models import onednn
 from gen_jax.parallel import BATCH
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -41,8 +42,10 @@ def main(_):
   start = time.perf_counter()
   compiled = exp.sample.lower(params, exp.keys.sample, ids).compile()
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
+  with onednn.xla_only():  # XLA counts no FLOPs in FFI calls
+    cost = experiment_lib.build(config).sample.lower(params, exp.keys.sample, ids).cost_analysis()
   flops = float((cost[0] if isinstance(cost, list) else cost or {}).get('flops', 0.0))
+  onednn_calls = onednn.calls_in(exp.sample.lower(params, exp.keys.sample, ids).as_text())
   evaluations = 1
   if config.family == 'ddpm':
     evaluations = (config.sample.steps if config.sample.sampler == 'ddim'
@@ -58,7 +61,8 @@ def main(_):
   sampler = config.sample.get('sampler', '-')
   print(description())
   print(f'config={config.family}/{config.data.name} sampler={sampler} '
-        f'steps={evaluations} num={_NUM.value} devices={exp.mesh.size}')
+        f'steps={evaluations} num={_NUM.value} devices={exp.mesh.size} '
+        f'onednn_conv_calls={onednn_calls}')
   print(f'images/s {_NUM.value / call_s:,.2f}  call {call_s:.2f} s  '
         f'compile {compile_s:.2f} s  peak RSS {peak_rss_mib:,.0f} MiB  '
         f'GFLOP/call {total_flops / 1e9:,.1f}  GFLOP/s {total_flops / call_s / 1e9:,.1f}')

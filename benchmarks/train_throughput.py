@@ -26,6 +26,7 @@ import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import experiment as experiment_lib
 from gen_jax import host_memory, parallel
 from gen_jax.data import pipeline
+from gen_jax.models import onednn
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 100, 'Timed steps, after the compiling one and 5 warm-ups.')
@@ -45,9 +46,12 @@ def main(_):
   state = exp.init()
   batch = parallel.shard_batch(next(batches), exp.mesh)
 
-  # FLOPs from XLA's cost analysis of the lowered step (per device).
-  cost = exp.train_step.lower(state, batch).cost_analysis()
+  # FLOPs from XLA's cost analysis of the lowered step (per device), built with XLA's convs:
+  # it counts none in FFI calls.
+  with onednn.xla_only():
+    cost = experiment_lib.build(config).train_step.lower(state, batch).cost_analysis()
   flops = float((cost[0] if isinstance(cost, list) else cost or {}).get('flops', 0.0))
+  onednn_calls = onednn.calls_in(exp.train_step.lower(state, batch).as_text())
 
   start = time.perf_counter()
   state, metrics = exp.train_step(state, batch)
@@ -67,7 +71,8 @@ def main(_):
   peak_rss_mib = usage_end.ru_maxrss / 1024
   print(description())
   print(f'config={config.family}/{d.name} batch={d.batch_size} devices={exp.mesh.size} '
-        f'input={_INPUT.value} conv_impl={config.model.get("conv_impl", "-")}')
+        f'input={_INPUT.value} conv_impl={config.model.get("conv_impl", "-")} '
+        f'onednn_conv_calls={onednn_calls}')
   step_s = seconds / _STEPS.value
   print(f'images/s {images_per_sec:,.0f}  step {1e3 * step_s:.2f} ms  '
         f'compile {first_step_s - step_s:.2f} s  peak RSS {peak_rss_mib:,.0f} MiB  '

@@ -35,6 +35,7 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
+from gen_jax.models import onednn
 from gen_jax.models.norms import add_bias, vary_like
 
 IMPLS = ('xla', 'stride1', 'mixed')
@@ -42,7 +43,7 @@ _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
 def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMS)
+  return onednn.conv(x, kernel, (1, 1), padding)
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:
@@ -224,8 +225,7 @@ class Conv(nn.Module):
                          f'{self.kernel_size} and {self.strides}')
       y = upsample_conv3x3(x, kernel)
     else:
-      y = lax.conv_general_dilated(x, kernel, tuple(self.strides), 'SAME',
-                                   dimension_numbers=_DIMS)
+      y = onednn.conv(x, kernel, self.strides)
     if self.use_bias:
       y = add_bias(y, self.param('bias', nn.initializers.zeros_init(), (self.features,)))
     return y
