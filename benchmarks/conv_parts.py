@@ -5,11 +5,9 @@ behind `impl='mixed'`. Shapes are the VAE's (vae_mnist) and the 64x64 DCGAN's la
   python benchmarks/conv_parts.py [--only=D2] [--repeats=15]
 """
 
-import time
-
 import jax
-import numpy as np
 from absl import app, flags
+from common import median_ms
 
 import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
 from gen_jax import host_memory
@@ -30,18 +28,6 @@ _IMPLS = {'xla': (layers.conv_down_xla, layers.conv_up_xla),
           'mixed': (layers.conv_down_mixed, layers.conv_up_mixed)}
 
 
-def _median_ms(fn, *args) -> float:
-  fn = jax.jit(fn)
-  for _ in range(3):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times))
-
-
 def main(_):
   for name, batch, size, c_in, c_out, up in _LAYERS:
     if _ONLY.value not in name:
@@ -59,8 +45,10 @@ def main(_):
       def kernel_grad(x, kernel, dy, conv=conv):
         return jax.vjp(lambda kernel: conv(x, kernel), kernel)[1](dy)[0]
 
-      times = [_median_ms(fn, x, kernel, dy) for fn in (input_grad, kernel_grad)]
-      parts.append(f'{impl} {_median_ms(conv, x, kernel):6.2f} {times[0]:6.2f} {times[1]:7.2f}')
+      times = [median_ms(conv, x, kernel, repeats=_REPEATS.value)]
+      times += [median_ms(fn, x, kernel, dy, repeats=_REPEATS.value)
+                for fn in (input_grad, kernel_grad)]
+      parts.append(f'{impl} {times[0]:6.2f} {times[1]:6.2f} {times[2]:7.2f}')
     print(f'{name:8s} {"up" if up else "down"} {batch}x{size}x{size}x{c_in}->{c_out}  '
           f'(forward, input grad, kernel grad ms)  ' + ' | '.join(parts), flush=True)
 

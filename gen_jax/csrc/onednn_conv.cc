@@ -109,58 +109,59 @@ memory Weights(const dnnl::reorder& to, const memory::desc& desc, memory w,
 using Ints = ffi::Span<const int64_t>;
 using F32 = ffi::Buffer<ffi::F32>;
 
-// Sizes N, H, W, C, KH, KW, O, OH, OW from x [N, H, W, C], w [KH, KW, C, O], y [N, OH, OW, O].
-std::vector<int64_t> Dims(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
-                          ffi::Span<const int64_t> y) {
-  return {x[0], x[1], x[2], x[3], w[0], w[1], w[3], y[1], y[2]};
-}
-
-std::vector<int64_t> Conv(Ints strides, Ints lo, Ints hi) {
-  return {strides[0], strides[1], lo[0], lo[1], hi[0], hi[1]};
-}
-
-ffi::Error Check(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
-                 ffi::Span<const int64_t> y, Ints strides, Ints lo, Ints hi) {
+// The primitives for x [N, H, W, C], kernel w [KH, KW, C, O] and y [N, OH, OW, O]; null if
+// those are not such shapes or the attributes are not 2 ints each.
+std::shared_ptr<const Primitives> Find(ffi::Span<const int64_t> x, ffi::Span<const int64_t> w,
+                                       ffi::Span<const int64_t> y, Ints strides, Ints lo,
+                                       Ints hi) {
   if (x.size() != 4 || w.size() != 4 || y.size() != 4 || strides.size() != 2 ||
       lo.size() != 2 || hi.size() != 2 || w[2] != x[3] || y[0] != x[0] || y[3] != w[3]) {
-    return ffi::Error::InvalidArgument("onednn_conv: expected x NHWC, kernel HWIO, y NHWC "
-                                       "with matching sizes and 2 strides / paddings");
+    return nullptr;
   }
-  return ffi::Error::Success();
+  return Get({x[0], x[1], x[2], x[3], w[0], w[1], w[3], y[1], y[2]},
+             {strides[0], strides[1], lo[0], lo[1], hi[0], hi[1]});
+}
+
+ffi::Error BadShapes() {
+  return ffi::Error::InvalidArgument("onednn_conv: expected x NHWC, kernel HWIO, y NHWC "
+                                     "with matching sizes and 2 strides / paddings");
+}
+
+// Runs `prim` (the forward pass or the input gradient) on `args` and the HWIO kernel `w`,
+// reordered into `desc`, the kernel layout the primitive chose.
+void RunWithKernel(const dnnl::primitive& prim, const memory::desc& scratchpad,
+                   const dnnl::reorder& to, const memory::desc& desc, const Primitives& p,
+                   F32 w, std::unordered_map<int, memory> args) {
+  std::vector<float> storage;
+  args.insert({DNNL_ARG_WEIGHTS, Weights(to, desc, memory(p.w_user, Engine(), w.typed_data()),
+                                         storage)});
+  Run(prim, scratchpad, std::move(args));
 }
 
 ffi::Error Forward(F32 x, F32 w, ffi::ResultBuffer<ffi::F32> y, Ints strides, Ints lo, Ints hi) {
-  if (auto e = Check(x.dimensions(), w.dimensions(), y->dimensions(), strides, lo, hi);
-      e.failure()) return e;
-  auto p = Get(Dims(x.dimensions(), w.dimensions(), y->dimensions()), Conv(strides, lo, hi));
-  std::vector<float> storage;
-  memory w_user(p->w_user, Engine(), w.typed_data());
-  memory wf = Weights(p->w_to_fwd, p->fwd_pd.weights_desc(), w_user, storage);
-  Run(p->fwd, p->fwd_pd.scratchpad_desc(),
-      {{DNNL_ARG_SRC, memory(p->x, Engine(), x.typed_data())}, {DNNL_ARG_WEIGHTS, wf},
-       {DNNL_ARG_DST, memory(p->y, Engine(), y->typed_data())}});
+  auto p = Find(x.dimensions(), w.dimensions(), y->dimensions(), strides, lo, hi);
+  if (!p) return BadShapes();
+  RunWithKernel(p->fwd, p->fwd_pd.scratchpad_desc(), p->w_to_fwd, p->fwd_pd.weights_desc(), *p,
+                w, {{DNNL_ARG_SRC, memory(p->x, Engine(), x.typed_data())},
+                    {DNNL_ARG_DST, memory(p->y, Engine(), y->typed_data())}});
   return ffi::Error::Success();
 }
 
 ffi::Error BackwardData(F32 dy, F32 w, ffi::ResultBuffer<ffi::F32> dx, Ints strides, Ints lo,
                         Ints hi) {
-  if (auto e = Check(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, lo, hi);
-      e.failure()) return e;
-  auto p = Get(Dims(dx->dimensions(), w.dimensions(), dy.dimensions()), Conv(strides, lo, hi));
-  std::vector<float> storage;
-  memory w_user(p->w_user, Engine(), w.typed_data());
-  memory wb = Weights(p->w_to_bwd_data, p->bwd_data_pd.weights_desc(), w_user, storage);
-  Run(p->bwd_data, p->bwd_data_pd.scratchpad_desc(),
-      {{DNNL_ARG_DIFF_DST, memory(p->y, Engine(), dy.typed_data())}, {DNNL_ARG_WEIGHTS, wb},
-       {DNNL_ARG_DIFF_SRC, memory(p->x, Engine(), dx->typed_data())}});
+  auto p = Find(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, lo, hi);
+  if (!p) return BadShapes();
+  RunWithKernel(p->bwd_data, p->bwd_data_pd.scratchpad_desc(), p->w_to_bwd_data,
+                p->bwd_data_pd.weights_desc(), *p, w,
+                {{DNNL_ARG_DIFF_DST, memory(p->y, Engine(), dy.typed_data())},
+                 {DNNL_ARG_DIFF_SRC, memory(p->x, Engine(), dx->typed_data())}});
   return ffi::Error::Success();
 }
 
 ffi::Error BackwardWeights(F32 x, F32 dy, ffi::ResultBuffer<ffi::F32> dw, Ints strides, Ints lo,
                            Ints hi) {
-  if (auto e = Check(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, lo, hi);
-      e.failure()) return e;
-  auto p = Get(Dims(x.dimensions(), dw->dimensions(), dy.dimensions()), Conv(strides, lo, hi));
+  auto p = Find(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, lo, hi);
+  if (!p) return BadShapes();
   memory dw_user(p->w_user, Engine(), dw->typed_data());
   const memory::desc& desc = p->bwd_weights_pd.diff_weights_desc();
   std::vector<float> storage;

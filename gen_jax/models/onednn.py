@@ -12,7 +12,8 @@ gradient), which `load()` compiles once with the C++ compiler against the header
 `conv` is the same function as `lax.conv_general_dilated` in NHWC / HWIO (float rounding
 apart), differentiable to any order: each of the three ops is linear in each argument and
 its cotangents are the other two ops. Where the library or the compiler is missing, on
-other backends and for other dtypes, `conv` is `lax.conv_general_dilated`.
+other backends, for other dtypes and for small convs (`MIN_FLOPS`), `conv` is
+`lax.conv_general_dilated`.
 `GEN_JAX_ONEDNN=0` turns oneDNN off.
 """
 
@@ -21,6 +22,7 @@ import ctypes
 import functools
 import hashlib
 import importlib.metadata
+import math
 import os
 import subprocess
 import tempfile
@@ -41,6 +43,12 @@ _TARGETS = {'forward': 'GenJaxOnednnConvForward', 'input_grad': 'GenJaxOnednnCon
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 Padding = tuple[tuple[int, int], tuple[int, int]]
 _xla_only = False
+# A conv whose forward pass has fewer FLOPs (per device) stays XLA's. oneDNN's cost per call
+# (waking its OpenMP threads, the primitive lookup, the kernel's reorders) is the same for
+# any size: on 2 cores the two were about even from 5 to 600 MFLOP, noisily
+# (`benchmarks/onednn_crossover.py`), and for vae_digits' convs (under 40 MFLOP) oneDNN made
+# the step 10-30% slower. The UNet's convs have 57 MFLOP or more at batch 16.
+MIN_FLOPS = 5e7
 
 
 def _wheel_file(distribution: str, name: str) -> Path:
@@ -156,13 +164,15 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
          padding: str | Padding = 'SAME') -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, padding)` for x [N, H, W, C] and kernel
   [KH, KW, C, O]: [N, OH, OW, O], by oneDNN where `load()` succeeded, the default backend is
-  the CPU and both are float32, else by XLA."""
+  the CPU, both are float32 and the forward pass has `MIN_FLOPS` or more, else by XLA."""
   strides = tuple(int(s) for s in strides)
   if isinstance(padding, str):
     padding = tuple(lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, padding))
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  n, oh, ow, o = _output_shape(x.shape, kernel.shape, strides, padding)
+  flops = 2 * n * oh * ow * o * math.prod(kernel.shape[:3])
   if (x.dtype == kernel.dtype == jnp.float32 and not _xla_only and jax.default_backend() == 'cpu'
-      and load()):
+      and flops >= MIN_FLOPS and load()):
     return _forward(vary_like(x, kernel), vary_like(kernel, x), strides, padding)
   return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
 

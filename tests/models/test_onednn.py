@@ -27,6 +27,12 @@ CASES = [((2, 8, 8, 5), (3, 3, 5, 7), (1, 1), 'SAME'),
          ((2, 7, 7, 3), (3, 3, 3, 4), (2, 1), ((2, 0), (1, 3)))]
 
 
+@pytest.fixture(autouse=True)
+def _small_convs_too(monkeypatch):
+  """These tests' convs are small: below `MIN_FLOPS`, `conv` would be XLA's."""
+  monkeypatch.setattr(onednn, 'MIN_FLOPS', 0)
+
+
 def _xla(x, kernel, strides, padding):
   return lax.conv_general_dilated(x, kernel, strides, padding,
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -78,6 +84,17 @@ def test_jitted_gradient_calls_all_three_handlers():
     text = jax.jit(jax.grad(lambda x, k: jnp.sum(onednn.conv(x, k) ** 3), (0, 1))).lower(
         x, kernel).as_text()
   assert onednn.calls_in(text) == 0 and 'convolution' in text
+
+
+@needs_onednn
+def test_convs_below_min_flops_stay_xla(monkeypatch):
+  x, kernel = _inputs((2, 8, 8, 4), (3, 3, 4, 4))  # 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4 FLOPs
+  monkeypatch.setattr(onednn, 'MIN_FLOPS', 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4 + 1)
+  text = jax.jit(lambda x, k: onednn.conv(x, k)).lower(x, kernel).as_text()
+  assert onednn.calls_in(text) == 0 and 'convolution' in text
+  monkeypatch.setattr(onednn, 'MIN_FLOPS', 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4)
+  text = jax.jit(lambda x, k: onednn.conv(x, k)).lower(x, kernel).as_text()  # traced anew
+  assert onednn.calls_in(text) == 1
 
 
 @needs_onednn
