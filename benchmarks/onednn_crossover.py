@@ -38,7 +38,7 @@ def main(_):
       onednn.MIN_FLOPS = previous
       with onednn.xla_only():
         ms_xla = median_ms(_forward_and_grads, x, kernel, repeats=_REPEATS.value)
-      mflop = 2 * n * size * size * 9 * c_in * c_out / 1e6
+      mflop = onednn.forward_flops(x.shape, kernel.shape, (1, 1), ((1, 1), (1, 1))) / 1e6
       print(f'{n}x{size}x{size}x{c_in}->{c_out}  forward {mflop:6.1f} MFLOP  '
             f'forward + grads: oneDNN {ms_onednn:7.3f} ms  XLA {ms_xla:7.3f} ms  '
             f'XLA / oneDNN {ms_xla / ms_onednn:.2f}', flush=True)

@@ -128,6 +128,13 @@ def _output_shape(x_shape, kernel_shape, strides, padding) -> tuple[int, ...]:
           o)
 
 
+def forward_flops(x_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int],
+                  padding: Padding) -> int:
+  """2 x the multiply-adds of the conv of x [N, H, W, C] with kernel [KH, KW, C, O]."""
+  n, oh, ow, o = _output_shape(x_shape, kernel_shape, strides, padding)
+  return 2 * n * oh * ow * o * math.prod(kernel_shape[:3])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _forward(x, kernel, strides, padding):
   return _call('forward', x, kernel, _output_shape(x.shape, kernel.shape, strides, padding),
@@ -169,10 +176,8 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
   if isinstance(padding, str):
     padding = tuple(lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], strides, padding))
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  n, oh, ow, o = _output_shape(x.shape, kernel.shape, strides, padding)
-  flops = 2 * n * oh * ow * o * math.prod(kernel.shape[:3])
   if (x.dtype == kernel.dtype == jnp.float32 and not _xla_only and jax.default_backend() == 'cpu'
-      and flops >= MIN_FLOPS and load()):
+      and forward_flops(x.shape, kernel.shape, strides, padding) >= MIN_FLOPS and load()):
     return _forward(vary_like(x, kernel), vary_like(kernel, x), strides, padding)
   return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMS)
 

@@ -88,11 +88,13 @@ def test_jitted_gradient_calls_all_three_handlers():
 
 @needs_onednn
 def test_convs_below_min_flops_stay_xla(monkeypatch):
-  x, kernel = _inputs((2, 8, 8, 4), (3, 3, 4, 4))  # 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4 FLOPs
-  monkeypatch.setattr(onednn, 'MIN_FLOPS', 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4 + 1)
+  x, kernel = _inputs((2, 8, 8, 4), (3, 3, 4, 4))
+  flops = 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4  # 2 x N x OH x OW x KH x KW x C x O, 'SAME'
+  assert onednn.forward_flops(x.shape, kernel.shape, (1, 1), ((1, 1), (1, 1))) == flops
+  monkeypatch.setattr(onednn, 'MIN_FLOPS', flops + 1)
   text = jax.jit(lambda x, k: onednn.conv(x, k)).lower(x, kernel).as_text()
   assert onednn.calls_in(text) == 0 and 'convolution' in text
-  monkeypatch.setattr(onednn, 'MIN_FLOPS', 2 * 2 * 8 * 8 * 3 * 3 * 4 * 4)
+  monkeypatch.setattr(onednn, 'MIN_FLOPS', flops)
   text = jax.jit(lambda x, k: onednn.conv(x, k)).lower(x, kernel).as_text()  # traced anew
   assert onednn.calls_in(text) == 1
 
