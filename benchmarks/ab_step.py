@@ -21,9 +21,8 @@ from absl import app, flags
 from common import synthetic_batch
 from ml_collections import config_flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import cpu_runtime, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax import host_memory, parallel
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _VARIANT = flags.DEFINE_string('variant', None, 'Python file whose patch() makes variant B.',
@@ -71,5 +70,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

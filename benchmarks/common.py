@@ -29,3 +29,11 @@ def median_ms(fn: Callable, *args, repeats: int = 15) -> float:
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
   return 1e3 * float(np.median(times))
+
+
+def plain_layers(config: ConfigDict) -> ConfigDict:
+  """`config` with `runtime.kernels='xla'`: the model as every backend runs it, whose XLA
+  cost analysis gives the model's FLOPs (XLA counts none inside the CPU kernels' FFI calls)."""
+  plain = ConfigDict(config.to_dict())
+  plain.runtime.kernels = 'xla'
+  return plain

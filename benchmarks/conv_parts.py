@@ -1,6 +1,7 @@
 """Milliseconds of each part of a 4x4 stride-2 conv (forward, input gradient, kernel gradient),
-down and up (transposed), for each implementation in `gen_jax.models.layers`: the measurement
-behind `impl='mixed'`. Shapes are the VAE's (vae_mnist) and the 64x64 DCGAN's layers.
+down and up (transposed), for each formulation in `gen_jax.nn.cpu.convs`: the measurement
+behind the CPU kernels' per-part choice (`conv_down`, `conv_up`). Shapes are the VAE's
+(vae_mnist) and the 64x64 DCGAN's layers.
 
   python benchmarks/conv_parts.py [--only=D2] [--repeats=15]
 """
@@ -9,9 +10,8 @@ import jax
 from absl import app, flags
 from common import median_ms
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import host_memory
-from gen_jax.models import layers
+from gen_jax import cpu_runtime
+from gen_jax.nn.cpu import convs
 
 _ONLY = flags.DEFINE_string('only', '', 'Only the layers whose name contains this.')
 _REPEATS = flags.DEFINE_integer('repeats', 15, 'Timed calls per part (the median is printed).')
@@ -23,9 +23,9 @@ _LAYERS = [('vae enc1', 128, 28, 1, 32, False), ('vae enc2', 128, 14, 32, 64, Fa
            ('D3', 128, 16, 128, 256, False), ('D4', 128, 8, 256, 512, False),
            ('G1', 64, 4, 512, 256, True), ('G2', 64, 8, 256, 128, True),
            ('G3', 64, 16, 128, 64, True), ('G4', 64, 32, 64, 3, True)]
-_IMPLS = {'xla': (layers.conv_down_xla, layers.conv_up_xla),
-          'stride1': (layers.conv_down_stride1, layers.conv_up_stride1),
-          'mixed': (layers.conv_down_mixed, layers.conv_up_mixed)}
+_IMPLS = {'xla': (convs.conv_down_xla, convs.conv_up_xla),
+          'stride1': (convs.conv_down_stride1, convs.conv_up_stride1),
+          'per-part': (convs.conv_down, convs.conv_up)}
 
 
 def main(_):
@@ -35,8 +35,8 @@ def main(_):
     x = jax.random.normal(jax.random.key(0), (batch, size, size, c_in))
     kernel = jax.random.normal(jax.random.key(1), (4, 4, c_in, c_out)) * 0.1
     parts = []
-    for impl, convs in _IMPLS.items():
-      conv = convs[up]
+    for impl, forms in _IMPLS.items():
+      conv = forms[up]
       dy = conv(x, kernel)
 
       def input_grad(x, kernel, dy, conv=conv):
@@ -54,5 +54,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

@@ -14,8 +14,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import host_memory, parallel
+from gen_jax import cpu_runtime, parallel
 from gen_jax.metrics import evaluator, inception
 from gen_jax.metrics.features import FeatureNet, load_feature_net
 
@@ -60,5 +59,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

@@ -1,6 +1,6 @@
 """oneDNN's 3x3 convolutions against XLA's, from small to large: milliseconds of the forward pass
 plus both gradients (one jitted vjp) per shape, each way, and their ratio. The measurement behind
-`gen_jax.models.onednn.MIN_FLOPS`, below which `onednn.conv` stays XLA's.
+`gen_jax.nn.cpu.onednn.MIN_FLOPS`, below which `onednn.conv` stays XLA's.
 
   python benchmarks/onednn_crossover.py [--repeats=50] [--rounds=2]
 """
@@ -10,9 +10,8 @@ import jax.numpy as jnp
 from absl import app, flags
 from common import median_ms
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import host_memory
-from gen_jax.models import onednn
+from gen_jax import cpu_runtime
+from gen_jax.nn.cpu import onednn
 
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per shape and way (median printed).')
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Passes over all shapes (the machine drifts).')
@@ -45,5 +44,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

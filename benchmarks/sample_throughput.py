@@ -6,9 +6,10 @@ seconds, peak RSS, GFLOP/s.
 
 Times `--repeats` calls of the compiled, sharded sampler on `--num` ids, after one warm-up
 call (fresh parameters: the speed does not depend on their values). FLOPs come from XLA's
-cost analysis of the compiled sampler; for a scan, XLA counts the loop body once (checked:
-5 and 50 DDIM steps report the same), so they are scaled by the number of network
-evaluations (`sample.steps` for DDIM, the schedule's T for DDPM).
+cost analysis of the sampler built from the plain layers (`runtime.kernels='xla'`); for a
+scan, XLA counts the loop body once (checked: 5 and 50 DDIM steps report the same), so they
+are scaled by the number of network evaluations (`sample.steps` for DDIM, the schedule's T
+for DDPM).
 """
 
 import resource
@@ -17,13 +18,14 @@ import time
 import jax
 import jax.numpy as jnp
 from absl import app, flags
+from common import plain_layers
 from machine import description
 from ml_collections import config_flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import cpu_runtime
 from gen_jax import experiment as experiment_lib
-from gen_jax import host_memory
-from gen_jax.models import onednn
+from gen_jax.nn import kernels
+from gen_jax.nn.cpu import onednn
 from gen_jax.parallel import BATCH
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -42,8 +44,9 @@ def main(_):
   start = time.perf_counter()
   compiled = exp.sample.lower(params, exp.keys.sample, ids).compile()
   compile_s = time.perf_counter() - start
-  with onednn.xla_only():  # XLA counts no FLOPs in FFI calls
-    cost = experiment_lib.build(config).sample.lower(params, exp.keys.sample, ids).cost_analysis()
+  # The model's FLOPs: the sampler built from the plain layers, which every backend runs.
+  cost = experiment_lib.build(plain_layers(config)).sample.lower(
+      params, exp.keys.sample, ids).cost_analysis()
   flops = float((cost[0] if isinstance(cost, list) else cost or {}).get('flops', 0.0))
   onednn_calls = onednn.calls_in(exp.sample.lower(params, exp.keys.sample, ids).as_text())
   evaluations = 1
@@ -62,12 +65,12 @@ def main(_):
   print(description())
   print(f'config={config.family}/{config.data.name} sampler={sampler} '
         f'steps={evaluations} num={_NUM.value} devices={exp.mesh.size} '
-        f'onednn_conv_calls={onednn_calls}')
+        f'kernels={kernels.resolve(config.runtime.kernels)} onednn_conv_calls={onednn_calls}')
   print(f'images/s {_NUM.value / call_s:,.2f}  call {call_s:.2f} s  '
         f'compile {compile_s:.2f} s  peak RSS {peak_rss_mib:,.0f} MiB  '
         f'GFLOP/call {total_flops / 1e9:,.1f}  GFLOP/s {total_flops / call_s / 1e9:,.1f}')
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

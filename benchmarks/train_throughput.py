@@ -2,14 +2,15 @@
 
 Compile seconds: the first step's time less a steady step's. Peak RSS: the process's. Page
 faults and kernel CPU time per step show whether XLA's per-step buffers are reused (tcmalloc)
-or faulted in again (`gen_jax/host_memory.py`; this script re-executes itself with the same
+or faulted in again (`gen_jax/cpu_runtime.py`; this script re-executes itself with the same
 malloc as `gen_jax.main`; the first output line names it).
 
   python benchmarks/train_throughput.py --config=configs/vae_mnist.py [--steps=100]
       [--input=synthetic|pipeline] [--config.KEY=VALUE ...]
 
 `synthetic` feeds one fixed uint8 batch (the model alone); `pipeline` reads the real tfds +
-grain stream as training does. FLOPs come from XLA's cost analysis of the compiled step.
+grain stream as training does. FLOPs come from XLA's cost analysis of the step built from
+the plain layers (`runtime.kernels='xla'`): the model's FLOPs, whatever kernels run it.
 """
 
 import os
@@ -18,15 +19,15 @@ import time
 
 import jax
 from absl import app, flags
-from common import synthetic_batch
+from common import plain_layers, synthetic_batch
 from machine import description
 from ml_collections import config_flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
+from gen_jax import cpu_runtime, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax import host_memory, parallel
 from gen_jax.data import pipeline
-from gen_jax.models import onednn
+from gen_jax.nn import kernels
+from gen_jax.nn.cpu import onednn
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 100, 'Timed steps, after the compiling one and 5 warm-ups.')
@@ -46,10 +47,9 @@ def main(_):
   state = exp.init()
   batch = parallel.shard_batch(next(batches), exp.mesh)
 
-  # FLOPs from XLA's cost analysis of the lowered step (per device), built with XLA's convs:
-  # it counts none in FFI calls.
-  with onednn.xla_only():
-    cost = experiment_lib.build(config).train_step.lower(state, batch).cost_analysis()
+  # The model's FLOPs: XLA's cost analysis of the step (per device) built from the plain
+  # layers, which every backend runs; it counts none in FFI calls.
+  cost = experiment_lib.build(plain_layers(config)).train_step.lower(state, batch).cost_analysis()
   flops = float((cost[0] if isinstance(cost, list) else cost or {}).get('flops', 0.0))
   onednn_calls = onednn.calls_in(exp.train_step.lower(state, batch).as_text())
 
@@ -71,7 +71,7 @@ def main(_):
   peak_rss_mib = usage_end.ru_maxrss / 1024
   print(description())
   print(f'config={config.family}/{d.name} batch={d.batch_size} devices={exp.mesh.size} '
-        f'input={_INPUT.value} conv_impl={config.model.get("conv_impl", "-")} '
+        f'input={_INPUT.value} kernels={kernels.resolve(config.runtime.kernels)} '
         f'onednn_conv_calls={onednn_calls}')
   step_s = seconds / _STEPS.value
   print(f'images/s {images_per_sec:,.0f}  step {1e3 * step_s:.2f} ms  '
@@ -86,5 +86,5 @@ def main(_):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()  # as gen_jax.main does
+  cpu_runtime.tune()  # as gen_jax.main does
   app.run(main)

@@ -19,7 +19,7 @@ def get_config():
   config.data.image_size = 28
   config.data.batch_size = 128
 
-  config.model = dict(channels=(32, 64), features=128, num_classes=10, conv_impl='mixed')
+  config.model = dict(channels=(32, 64), features=128, num_classes=10)
   config.optim.learning_rate = 1e-3
   config.optim.schedule = 'cosine'
   config.optim.warmup_steps = 200

@@ -24,7 +24,7 @@ def get_config():
 
   config.model = dict(arch='dcgan', z_dim=100,
                       g_channels=(512, 256, 128, 64), d_channels=(64, 128, 256, 512),
-                      d_norm='batch', spectral_norm=False, conv_impl='mixed')
+                      d_norm='batch', spectral_norm=False)
   config.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
 
   config.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)

@@ -22,7 +22,7 @@ def get_config():
 
   # g_channels: widths from the 7x7 base grid up; d_channels: from the image down.
   config.model = dict(arch='dcgan', z_dim=100, g_channels=(256, 128), d_channels=(64, 128),
-                      d_norm='batch', spectral_norm=False, conv_impl='mixed')
+                      d_norm='batch', spectral_norm=False)
   config.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
 
   config.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)

@@ -24,7 +24,7 @@ def get_config():
 
   config.model = dict(arch='dcgan', z_dim=128,
                       g_channels=(512, 256, 128), d_channels=(128, 256, 512),
-                      d_norm='none', spectral_norm=True, conv_impl='mixed')
+                      d_norm='none', spectral_norm=True)
   config.gan = dict(loss='hinge', n_critic=5, gp_weight=0.0, r1_gamma=0.0)
 
   config.optim.learning_rate = 1e-4  # the generator's; optim_d overrides it for D (TTUR)

@@ -25,8 +25,7 @@ def get_config():
   config.data.batch_size = 320
 
   config.model = dict(arch='resnet', z_dim=128, g_channels=(256, 256, 256),
-                      d_channels=(128, 128, 128, 128), d_norm='none', spectral_norm=True,
-                      conv_impl='mixed')
+                      d_channels=(128, 128, 128, 128), d_norm='none', spectral_norm=True)
   config.gan = dict(loss='hinge', n_critic=5, gp_weight=0.0, r1_gamma=0.0)
 
   config.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)

@@ -19,8 +19,7 @@ def get_config():
   config.data.image_size = 8
   config.data.batch_size = 64
 
-  config.model = dict(channels=(32, 64), hidden=128, latent_dim=8, likelihood='logistic',
-                      conv_impl='mixed')
+  config.model = dict(channels=(32, 64), hidden=128, latent_dim=8, likelihood='logistic')
   config.loss = dict(beta=1.0)
   config.optim.learning_rate = 1e-3
   config.optim.ema_decay = 0.99

@@ -20,8 +20,7 @@ def get_config():
   config.data.batch_size = 128
   config.data.binarize = True
 
-  config.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli',
-                      conv_impl='mixed')
+  config.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
   config.loss = dict(beta=1.0)
   config.optim.learning_rate = 1e-3
   config.optim.schedule = 'cosine'

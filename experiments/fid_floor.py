@@ -14,8 +14,7 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import experiment
+from gen_jax import cpu_runtime, experiment
 from gen_jax.metrics import evaluator
 from gen_jax.metrics.features import load_feature_net
 
@@ -41,4 +40,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+  cpu_runtime.tune()
   app.run(main)

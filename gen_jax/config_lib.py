@@ -65,6 +65,11 @@ def base_config() -> ConfigDict:
   c.eval.reference_dir = config_dict.placeholder(str)  # None: DATA_DIR/gen_jax_reference
   c.eval.watch = False  # --mode=eval: evaluate each new checkpoint until train.num_steps
   c.eval.watch_interval = 30  # seconds between looks for a new checkpoint
+
+  c.runtime = ConfigDict()
+  # The layers' implementation (gen_jax.nn.kernels): 'xla' (plain flax / lax), 'cpu' (the
+  # XLA:CPU kernels) or 'auto' ('cpu' on a CPU backend, else 'xla').
+  c.runtime.kernels = 'auto'
   return c
 
 

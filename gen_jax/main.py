@@ -15,8 +15,7 @@ import warnings
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import gen_jax  # noqa: F401  (sets XLA flags before jax starts)
-from gen_jax import host_memory
+from gen_jax import cpu_runtime
 from gen_jax.errors import UserError
 
 MODES = ('train', 'eval', 'sample', 'summary')
@@ -93,5 +92,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_fast_malloc()
+  cpu_runtime.tune()
   app.run(main, flags_parser=parse_flags)

@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-import gen_jax  # noqa: F401  (XLA flags before jax starts)
+from gen_jax import cpu_runtime
+
+# The CLI's XLA flags, for the tests that compute in this process (before jax starts).
+cpu_runtime.set_xla_flags(os.environ)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_DIR = os.environ.get('GEN_JAX_MNIST_DIR',

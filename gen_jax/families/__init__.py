@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from ml_collections import ConfigDict
 
 from gen_jax.errors import UserError
+from gen_jax.nn import kernels
 
 
 class Family(NamedTuple):
@@ -37,9 +38,16 @@ class Family(NamedTuple):
 
 
 def get_family(config: ConfigDict) -> Family:
-  """Returns the family that `config.family` names, built from `config`."""
+  """Returns the family that `config.family` names, built from `config`, its functions
+  traced with the layer kernels that `config.runtime.kernels` chooses."""
   from gen_jax.families import classifier, ddpm, gan, vae  # pylint: disable=g-import-not-at-top
   makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make, 'gan': gan.make}
   if config.family not in makers:
     raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
-  return makers[config.family](config)
+  choice = config.runtime.kernels
+  if choice not in kernels.CHOICES:
+    raise UserError(f'runtime.kernels={choice!r}: expected one of {kernels.CHOICES}')
+  family = makers[config.family](config)
+  return family._replace(**{
+      field: kernels.bind(choice, fn) for field, fn in family._asdict().items()
+      if callable(fn)})

@@ -12,18 +12,15 @@ from gen_jax import state as state_lib
 from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.classifier import Classifier
-from gen_jax.models.layers import IMPLS
 
 
 def make(config: ConfigDict) -> Family:
   """Builds the classifier's init / train_step / eval_step / features from `config`."""
   m = config.model
-  if m.conv_impl not in IMPLS:
-    raise UserError(f'model.conv_impl={m.conv_impl!r}: expected one of {IMPLS}')
   if config.data.image_size % 2 ** len(m.channels):
     raise UserError(f'data.image_size={config.data.image_size} must divide by '
                     f'2**len(model.channels)={2 ** len(m.channels)}')
-  model = Classifier(tuple(m.channels), m.features, m.num_classes, m.conv_impl)
+  model = Classifier(tuple(m.channels), m.features, m.num_classes)
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
 
   def per_example(params, batch):

@@ -28,8 +28,8 @@ from gen_jax import state as state_lib
 from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import Family
-from gen_jax.models.dcgan import NORMS, Discriminator, Generator, base_size
-from gen_jax.models.layers import IMPLS
+from gen_jax.models.dcgan import NORMS, Discriminator, Generator
+from gen_jax.models.gan_layers import base_size
 from gen_jax.models.resnet_gan import ResNetDiscriminator, ResNetGenerator, num_downsamplings
 
 ARCHS = ('dcgan', 'resnet')
@@ -40,8 +40,7 @@ def _check_config(config: ConfigDict) -> None:
   resnet = m.arch == 'resnet'
   for key, value, allowed in (('gan.loss', g.loss, tuple(gan_losses.LOSSES)),
                               ('model.arch', m.arch, ARCHS),
-                              ('model.d_norm', m.d_norm, ('none',) if resnet else NORMS),
-                              ('model.conv_impl', m.conv_impl, IMPLS)):
+                              ('model.d_norm', m.d_norm, ('none',) if resnet else NORMS)):
     if value not in allowed:
       raise UserError(f'{key}={value!r}: expected one of {allowed}'
                       + (" with model.arch='resnet'" if key == 'model.d_norm' and resnet else ''))
@@ -72,12 +71,13 @@ def make(config: ConfigDict) -> Family:
   n_critic, z_dim = g.n_critic, m.z_dim
   if m.arch == 'resnet':
     generator = ResNetGenerator(tuple(m.g_channels), config.data.image_size,
-                                config.data.channels)
+                                config.data.channels, parallel.DATA_AXIS)
     discriminator = ResNetDiscriminator(tuple(m.d_channels), m.spectral_norm)
   else:
     generator = Generator(tuple(m.g_channels), config.data.image_size, config.data.channels,
-                          m.conv_impl)
-    discriminator = Discriminator(tuple(m.d_channels), m.d_norm, m.spectral_norm, m.conv_impl)
+                          parallel.DATA_AXIS)
+    discriminator = Discriminator(tuple(m.d_channels), m.d_norm, m.spectral_norm,
+                                  parallel.DATA_AXIS)
   loss_fn = gan_losses.LOSSES[g.loss]
   tx_g = optim.make_optimizer(config.optim, config.train.num_steps)
   tx_d = optim.make_optimizer(ConfigDict({**config.optim, **config.optim_d}),

@@ -14,7 +14,6 @@ from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.conv_vae import ConvVAE
-from gen_jax.models.layers import IMPLS
 
 LIKELIHOODS = {'bernoulli': 1, 'logistic': 2}  # decoder outputs per image channel
 
@@ -28,8 +27,6 @@ def make(config: ConfigDict) -> Family:
   m = config.model
   if not m.channels:
     raise UserError('model.channels is empty: expected one or more conv widths')
-  if m.conv_impl not in IMPLS:
-    raise UserError(f'model.conv_impl={m.conv_impl!r}: expected one of {IMPLS}')
   if m.likelihood not in LIKELIHOODS:
     raise UserError(f'model.likelihood={m.likelihood!r}: expected one of {sorted(LIKELIHOODS)}')
   if m.likelihood == 'bernoulli' and not config.data.binarize:
@@ -39,7 +36,7 @@ def make(config: ConfigDict) -> Family:
     raise UserError(f'data.image_size={size} must divide by 2**len(model.channels)='
                     f'{2 ** len(m.channels)}')
   model = ConvVAE(tuple(m.channels), m.hidden, m.latent_dim, (size, size, channels),
-                  LIKELIHOODS[m.likelihood], m.conv_impl)
+                  LIKELIHOODS[m.likelihood])
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   num_dims = size * size * channels
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk

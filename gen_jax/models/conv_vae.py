@@ -1,4 +1,6 @@
-"""Convolutional VAE: stride-2 conv encoder to a diagonal Gaussian, mirrored decoder."""
+"""Convolutional VAE: 4x4 stride-2 conv encoder to a diagonal Gaussian, a mirrored decoder of
+4x4 stride-2 transposed convs. The 4x4 convs are named `Conv2x_i`, the names of the
+checkpoints written so far."""
 
 from collections.abc import Sequence
 
@@ -6,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.layers import Conv2x, Dense
+from gen_jax.nn import Conv, ConvTranspose, Dense
 
 
 class Encoder(nn.Module):
@@ -14,12 +16,11 @@ class Encoder(nn.Module):
   channels: Sequence[int]
   hidden: int
   latent_dim: int
-  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    for features in self.channels:
-      x = nn.silu(Conv2x(features, impl=self.conv_impl)(x))
+    for i, features in enumerate(self.channels):
+      x = nn.silu(Conv(features, (4, 4), (2, 2), name=f'Conv2x_{i}')(x))
     x = x.reshape(x.shape[0], -1)
     if self.hidden:
       x = nn.silu(Dense(self.hidden)(x))
@@ -33,7 +34,6 @@ class Decoder(nn.Module):
   hidden: int
   image_shape: tuple[int, int, int]
   params_per_channel: int
-  conv_impl: str = 'mixed'
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -43,9 +43,12 @@ class Decoder(nn.Module):
     if self.hidden:
       z = nn.silu(Dense(self.hidden)(z))
     x = nn.silu(Dense(h * w * self.channels[-1])(z)).reshape(-1, h, w, self.channels[-1])
-    for features in reversed(self.channels[:-1]):
-      x = nn.silu(Conv2x(features, up=True, impl=self.conv_impl)(x))
-    return Conv2x(channels * self.params_per_channel, up=True, impl=self.conv_impl)(x)
+    widths = [*reversed(self.channels[:-1]), channels * self.params_per_channel]
+    for i, features in enumerate(widths):
+      x = ConvTranspose(features, (4, 4), (2, 2), name=f'Conv2x_{i}')(x)
+      if i < len(widths) - 1:
+        x = nn.silu(x)
+    return x
 
 
 class ConvVAE(nn.Module):
@@ -55,12 +58,11 @@ class ConvVAE(nn.Module):
   latent_dim: int
   image_shape: tuple[int, int, int]
   params_per_channel: int
-  conv_impl: str = 'mixed'
 
   def setup(self):
-    self.encoder = Encoder(self.channels, self.hidden, self.latent_dim, self.conv_impl)
+    self.encoder = Encoder(self.channels, self.hidden, self.latent_dim)
     self.decoder = Decoder(self.channels, self.hidden, self.image_shape,
-                           self.params_per_channel, self.conv_impl)
+                           self.params_per_channel)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Decodes the posterior mean; used to initialise both networks."""

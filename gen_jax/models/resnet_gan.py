@@ -16,7 +16,8 @@ normalization wraps every layer.
 Nearest upsampling and average pooling commute with a 1x1 conv, so each shortcut applies its
 1x1 conv at the lower resolution: the same function with fewer FLOPs. As in the reference,
 every layer but D's last has a bias, and weights are Glorot-uniform, with gain sqrt(2) inside
-the residual branches.
+the residual branches. The generator's convs are named `Conv_i` in order, the names of the
+checkpoints written so far.
 """
 
 import functools
@@ -26,26 +27,11 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.dcgan import base_size, global_batch_norm, spectral_normalized
-from gen_jax.models.layers import Conv, Dense
+from gen_jax.models.gan_layers import base_size, batch_norm, spectral_normalized
+from gen_jax.nn import Conv, Dense, Downsample, Upsample, upsample_nearest
 
 _GLOROT = nn.initializers.xavier_uniform()
 _GLOROT_RELU = nn.initializers.variance_scaling(2.0, 'fan_avg', 'uniform')  # gain sqrt(2)
-
-
-def upsample2(x: jax.Array) -> jax.Array:
-  """Nearest-neighbour x2 (`jax.image.resize`'s, without its gather): [B, H, W, C] ->
-  [B, 2H, 2W, C]."""
-  b, h, w, c = x.shape
-  return jnp.broadcast_to(x[:, :, None, :, None], (b, h, 2, w, 2, c)).reshape(
-      b, 2 * h, 2 * w, c)
-
-
-def avg_pool2(x: jax.Array) -> jax.Array:
-  """2x2 average pooling with stride 2 (`nn.avg_pool`'s, as a reshaped mean rather than a
-  reduce-window): [B, H, W, C] -> [B, H/2, W/2, C] (H, W even)."""
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def num_downsamplings(num_blocks: int) -> int:
@@ -58,20 +44,24 @@ class ResNetGenerator(nn.Module):
   channels: Sequence[int]
   image_size: int
   image_channels: int
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
+    bn = functools.partial(batch_norm, train, self.axis_name)
     base = base_size(self.image_size, len(self.channels))
     x = Dense(base * base * self.channels[0], kernel_init=_GLOROT)(z)
     x = x.reshape(-1, base, base, self.channels[0])
-    for width in self.channels:
-      h = nn.relu(global_batch_norm(train)(x))
-      h = Conv(width, (3, 3), upsample=True, kernel_init=_GLOROT_RELU)(h)
-      h = nn.relu(global_batch_norm(train)(h))
-      h = Conv(width, (3, 3), kernel_init=_GLOROT_RELU)(h)
-      x = h + upsample2(Dense(width, kernel_init=_GLOROT)(x))
-    x = nn.relu(global_batch_norm(train)(x))
-    return jnp.tanh(Conv(self.image_channels, (3, 3), kernel_init=_GLOROT)(x))
+    for i, width in enumerate(self.channels):
+      h = nn.relu(bn()(x))
+      h = Upsample(width, kernel_init=_GLOROT_RELU, name=f'Conv_{2 * i}')(h)
+      h = nn.relu(bn()(h))
+      h = Conv(width, (3, 3), kernel_init=_GLOROT_RELU, name=f'Conv_{2 * i + 1}')(h)
+      x = h + upsample_nearest(Dense(width, kernel_init=_GLOROT)(x))
+    x = nn.relu(bn()(x))
+    x = Conv(self.image_channels, (3, 3), kernel_init=_GLOROT,
+             name=f'Conv_{2 * len(self.channels)}')(x)
+    return jnp.tanh(x)
 
 
 class ResNetDiscriminator(nn.Module):
@@ -90,7 +80,7 @@ class ResNetDiscriminator(nn.Module):
       h = layer(Conv(hidden, (3, 3), kernel_init=_GLOROT_RELU), h)
       h = layer(Conv(width, (3, 3), kernel_init=_GLOROT_RELU), nn.relu(h))
       if down:
-        h, x = avg_pool2(h), avg_pool2(x)
+        h, x = Downsample(with_conv=False)(h), Downsample(with_conv=False)(x)
       if down or x.shape[-1] != width:
         x = layer(Dense(width, kernel_init=_GLOROT), x)
       x = x + h

@@ -5,8 +5,14 @@ embedding, self-attention at the resolutions in `attn_resolutions`, 3x3 stride-2
 downsampling, nearest-neighbour x2 + 3x3 conv upsampling, skip connections from every
 down-path block to the up path. The CIFAR-10 model (ch 128, ch_mult (1, 2, 2, 2), 2 blocks,
 attention at 16x16) has 35.7M parameters.
+
+Layer names follow the reference where they are explicit there (conv1, temb_proj, q, ...);
+the norms and the resampling convs keep the names of the checkpoints written so far:
+`GroupNorm_0` / `GroupNorm_1` for the reference's norm1 / norm2 (and norm_out), and `Conv_i`
+for the i-th resampling conv, downsampling first.
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -14,8 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.layers import Conv, Dense
-from gen_jax.models.norms import GroupNorm
+from gen_jax.nn import Conv, Dense, Downsample, GroupNorm, GroupNormSiLU, Upsample, example_dropout
 
 
 def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
@@ -28,34 +33,6 @@ def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
   return jnp.pad(embedding, ((0, 0), (0, dim % 2)))
 
 
-def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -> jax.Array:
-  """Dropout whose mask for each example comes from fold_in(key, its id) [B]: the masks do not
-  depend on how the batch is split over devices. Returns x [B, ...] masked and rescaled.
-
-  Each 32-bit threefry word gives two 16-bit uniforms (half of `jax.random.bernoulli`'s
-  random bits, 4% of the small UNet's train step on CPU), so the drop probability is `rate`
-  rounded to a multiple of 2^-16 (0.1 -> 0.100006), and kept values are scaled by the exact
-  inverse of the rounded keep probability.
-  """
-  size = math.prod(x.shape[1:])
-  keep_count = round((1.0 - rate) * 2 ** 16)
-  if not 0 < keep_count <= 2 ** 16:
-    raise ValueError(f'dropout rate {rate}: expected a rate in [0, 1) that rounds to at '
-                     'most 1 - 2^-16')
-
-  def keep(i: jax.Array) -> jax.Array:
-    words = jax.random.bits(jax.random.fold_in(key, i), (-(-size // 2),), jnp.uint32)
-    halves = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(-1)[:size]
-    return (halves < keep_count).reshape(x.shape[1:])
-
-  return jnp.where(jax.vmap(keep)(ids), x * (2 ** 16 / keep_count), 0.0)
-
-
-def _norm(silu: bool = False) -> GroupNorm:
-  """GroupNorm(32), followed by SiLU if `silu`."""
-  return GroupNorm(num_groups=32, epsilon=1e-6, silu=silu)
-
-
 class ResnetBlock(nn.Module):
   """x [B, H, W, C], temb [B, E] -> [B, H, W, out_ch]; ids [B] pick the dropout masks."""
   out_ch: int
@@ -64,9 +41,10 @@ class ResnetBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, temb: jax.Array, train: bool, ids: jax.Array | None
                ) -> jax.Array:
-    h = Conv(self.out_ch, (3, 3), name='conv1')(_norm(silu=True)(x))
+    h = GroupNormSiLU(name='GroupNorm_0')(x)
+    h = Conv(self.out_ch, (3, 3), name='conv1')(h)
     h = h + Dense(self.out_ch, name='temb_proj')(nn.silu(temb))[:, None, None, :]
-    h = _norm(silu=True)(h)
+    h = GroupNormSiLU(name='GroupNorm_1')(h)
     if train and self.dropout > 0:
       h = example_dropout(h, self.dropout, self.make_rng('dropout'), ids)
     h = Conv(self.out_ch, (3, 3), name='conv2')(h)
@@ -81,7 +59,7 @@ class AttnBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
-    y = _norm()(x)
+    y = GroupNorm()(x)
     q, k, v = (Dense(c, name=name)(y).reshape(b, h * w, c) for name in ('q', 'k', 'v'))
     weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c), axis=-1)
     out = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, h, w, c)
@@ -105,10 +83,12 @@ class UNet(nn.Module):
                ids: jax.Array | None = None) -> jax.Array:
     if train and self.dropout > 0 and ids is None:
       raise ValueError('UNet: training with dropout needs the example ids')
+    resample_names = (f'Conv_{i}' for i in itertools.count())
     temb = timestep_embedding(t, self.ch)
     temb = Dense(4 * self.ch, name='temb_dense0')(temb)
     temb = Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
 
+    # Downsampling
     hs = [Conv(self.ch, (3, 3), name='conv_in')(x)]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
@@ -117,12 +97,14 @@ class UNet(nn.Module):
           h = AttnBlock()(h)
         hs.append(h)
       if level != len(self.ch_mult) - 1:
-        hs.append(Conv(hs[-1].shape[-1], (3, 3), strides=(2, 2))(hs[-1]))
+        hs.append(Downsample(name=next(resample_names))(hs[-1]))
 
+    # Middle
     h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train, ids)
     h = AttnBlock()(h)
     h = ResnetBlock(h.shape[-1], self.dropout)(h, temb, train, ids)
 
+    # Upsampling
     for level, mult in reversed(list(enumerate(self.ch_mult))):
       for _ in range(self.num_res_blocks + 1):
         h = ResnetBlock(self.ch * mult, self.dropout)(
@@ -130,5 +112,8 @@ class UNet(nn.Module):
         if h.shape[1] in self.attn_resolutions:
           h = AttnBlock()(h)
       if level != 0:
-        h = Conv(h.shape[-1], (3, 3), upsample=True)(h)  # nearest x2, then the conv
-    return Conv(self.out_ch, (3, 3), name='conv_out')(_norm(silu=True)(h))
+        h = Upsample(name=next(resample_names))(h)
+
+    # End
+    h = GroupNormSiLU(name='GroupNorm_0')(h)
+    return Conv(self.out_ch, (3, 3), name='conv_out')(h)

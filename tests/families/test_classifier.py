@@ -33,8 +33,8 @@ def test_classifier_learns_digits_and_exposes_features(tfds_dir):
   assert family.sample is None
 
 
-def test_classifier_rejects_a_bad_conv_impl(tfds_dir):
+def test_a_bad_kernels_choice_is_rejected(tfds_dir):
   config = digits_classifier(tfds_dir)
-  config.model.conv_impl = 'cuda'
-  with pytest.raises(UserError, match="model.conv_impl='cuda'"):
+  config.runtime.kernels = 'cuda'
+  with pytest.raises(UserError, match="runtime.kernels='cuda': expected one of"):
     get_family(config)

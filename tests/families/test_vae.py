@@ -67,7 +67,7 @@ def test_importance_weighted_nll_matches_quadrature(tfds_dir):
   batch = digit_batch(config, 8)
   values = get_family(config).eval_step(state, batch, jax.random.key(1))
 
-  model = ConvVAE((8, 16), 32, 1, (8, 8, 1), 1, 'stride1')
+  model = ConvVAE((8, 16), 32, 1, (8, 8, 1), 1)
   grid = jnp.linspace(-10.0, 10.0, 20001)
   logits = model.apply({'params': state.ema_params}, grid[:, None], method=ConvVAE.decode)
   for i in range(8):
