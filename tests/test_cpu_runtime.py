@@ -1,4 +1,5 @@
-"""The malloc the entry points re-execute with: the environment, the re-execution, the effect."""
+"""The CPU runtime settings: which backend they apply to, the XLA flag, the malloc the entry
+points re-execute with (the environment, the re-execution, the effect)."""
 
 import os
 import subprocess
@@ -54,7 +55,7 @@ def test_chosen_library_follows_gen_jax_malloc():
 
 def _run(code: str, *args: str, **environ: str) -> str:
   env = {k: v for k, v in os.environ.items()
-         if k not in ('GLIBC_TUNABLES', 'LD_PRELOAD', 'GEN_JAX_MALLOC')}
+         if k not in ('GLIBC_TUNABLES', 'LD_PRELOAD', 'GEN_JAX_MALLOC', 'XLA_FLAGS')}
   return subprocess.run([sys.executable, '-u', '-c', code, *args], env={**env, **environ},
                         check=True, capture_output=True, text=True, timeout=120).stdout
 
@@ -139,3 +140,39 @@ def test_tcmalloc_reuses_a_freed_large_allocation_without_page_faults():
   assert min(glibc) >= (256 << 20) // 4096  # glibc faults the buffer in again every time
   assert tcmalloc[0] >= (256 << 20) // 4096  # the first allocation is new memory ...
   assert max(tcmalloc[1:]) < glibc[0] // 100  # ... the next ones reuse it
+
+
+def test_the_backend_is_the_cpu_unless_an_accelerator_plugin_is_installed(monkeypatch):
+  assert cpu_runtime.accelerator_plugins() == []  # this machine has jax's CPU wheels only
+  assert cpu_runtime.backend_is_cpu({})
+  assert cpu_runtime.backend_is_cpu({'JAX_PLATFORMS': 'cpu'})
+  assert not cpu_runtime.backend_is_cpu({'JAX_PLATFORMS': 'cuda,cpu'})
+  monkeypatch.setattr(cpu_runtime, 'accelerator_plugins', lambda: ['xla_cuda12'])
+  assert not cpu_runtime.backend_is_cpu({})
+  assert cpu_runtime.backend_is_cpu({'JAX_PLATFORMS': 'cpu'})
+
+
+@pytest.mark.parametrize('environ, expected', [
+    ({}, f'{cpu_runtime.YNN_FLAG}='),
+    ({'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+     f'--xla_force_host_platform_device_count=8 {cpu_runtime.YNN_FLAG}='),
+    ({'XLA_FLAGS': f'{cpu_runtime.YNN_FLAG}=default'}, f'{cpu_runtime.YNN_FLAG}=default'),
+    ({'XLA_FLAGS': '--a', 'GEN_JAX_KEEP_XLA_FLAGS': '1'}, '--a')])
+def test_xla_flags(environ, expected):
+  cpu_runtime.set_xla_flags(environ)
+  assert environ.get('XLA_FLAGS') == expected
+
+
+_TUNE = """
+import os
+from gen_jax import cpu_runtime
+cpu_runtime.tune()
+print(os.environ.get('XLA_FLAGS'), os.environ.get('GEN_JAX_MALLOC'))
+"""
+
+
+@_LINUX
+def test_tune_sets_the_flag_and_the_malloc_on_the_cpu_only():
+  assert _run(_TUNE, JAX_PLATFORMS='cpu').split() == [f'{cpu_runtime.YNN_FLAG}=',
+                                                      _TCMALLOC or 'libc']
+  assert _run(_TUNE, JAX_PLATFORMS='cuda').split() == ['None', 'None']
