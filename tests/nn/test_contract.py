@@ -129,6 +129,7 @@ def test_cpu_kernels_equal_the_plain_layer(name):
   _assert_close(second, xla[3], 2e-4)
 
 
+@pytest.mark.slow
 def test_cpu_kernels_really_run():
   """Each layer with a CPU kernel traces to a custom VJP with them, and to none without."""
   for name in ('conv3x3', 'conv4x4-stride2', 'conv_transpose4x4', 'dense', 'batch_norm',

@@ -127,9 +127,8 @@ _FLAX_LAYERS = {'Conv': nn.Conv, 'ConvTranspose': nn.ConvTranspose, 'Dense': nn.
                 'Downsample': functools.partial(_FlaxResample, up=False)}
 
 
-@pytest.mark.parametrize('name', [
-    'classifier', 'dcgan', 'vae', pytest.param('ddpm', marks=pytest.mark.slow),
-    pytest.param('resnet_gan', marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_xla_kernels_equal_the_model_built_from_flax_layers(name, monkeypatch):
   """One SGD step: the same metrics and new state, so the same loss and gradients."""
   exp, state, batch = _step(CONFIGS[name], 'xla')
