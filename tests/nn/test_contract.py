@@ -64,7 +64,8 @@ def _perturbed(variables):
 
 def _functions(module, variables, mutable, reduce=lambda v: v):
   """(outputs, first-order gradients, second-order gradients) of `module` at (params, x):
-  the loss is sum(sin(y) * w); the penalty is |d loss / d x|^2, as WGAN-GP takes it."""
+  the loss is sum(sin(y) * w); the penalty is |d loss / d x|^2, as WGAN-GP takes it.
+  `reduce` makes the loss and the updated statistics the same on every device."""
 
   def loss(params, x, w):
     out = module.apply({**variables, 'params': params} if params else variables, x,
@@ -79,7 +80,7 @@ def _functions(module, variables, mutable, reduce=lambda v: v):
 
   def all_of(params, x, w):
     (_, (y, updates)), first = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, x, w)
-    return y, updates, first, jax.grad(penalty, (0, 1))(params, x, w)
+    return y, jax.tree.map(reduce, updates), first, jax.grad(penalty, (0, 1))(params, x, w)
 
   return all_of
 
