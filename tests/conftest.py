@@ -2,12 +2,19 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
-from gen_jax import cpu_runtime
+# One XLA compilation cache for the whole test run, shared by this process and the CLI runs it
+# starts: many tests compile the same programs (a run and its resumption, 1 and 8 devices).
+_XLA_CACHE = tempfile.mkdtemp(prefix='gen_jax_tests_xla_cache_')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _XLA_CACHE)
+
+from gen_jax import cpu_runtime  # noqa: E402
 
 # The CLI's XLA flags, for the tests that compute in this process (before jax starts).
 cpu_runtime.set_xla_flags(os.environ)
@@ -15,6 +22,10 @@ cpu_runtime.set_xla_flags(os.environ)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_DIR = os.environ.get('GEN_JAX_MNIST_DIR',
                            os.path.join(os.path.dirname(REPO), 'shared', 'data', 'mnist'))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+  shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')

@@ -40,7 +40,7 @@ RUNS = {
 
 @pytest.mark.parametrize('run, kernels', [
     ('vae', 'auto'), ('dcgan', 'auto'), ('resnet_gan', 'auto'), ('ddpm', 'auto'),
-    ('ddpm', 'xla')])
+    pytest.param('ddpm', 'xla', marks=pytest.mark.slow)])
 def test_old_checkpoints_give_the_same_samples(run, kernels, tmp_path, tfds_dir):
   workdir = tmp_path / run
   shutil.copytree(os.path.join(FIXTURES, run, 'checkpoints'), workdir / 'checkpoints')

@@ -8,7 +8,7 @@ groups), the same function by `gen_jax.nn.cpu`.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -127,6 +127,13 @@ class _Resample(nn.Module):
   def cpu_covers(self, x: jax.Array) -> bool:
     return kernels.cpu() and x.ndim == 4 and _float32(x, self.param_dtype)
 
+  def cpu_conv(self, x: jax.Array, conv: Callable[[jax.Array, jax.Array], jax.Array]
+               ) -> jax.Array:
+    """conv(x, kernel) plus the bias, by the CPU kernels."""
+    kernel, bias = self.conv_variables(x)
+    y = conv(x, kernel)
+    return y if bias is None else norms.add_bias(y, bias)
+
 
 class Upsample(_Resample):
   """diffusion_tf's `upsample`: nearest-neighbour x2, then (`with_conv`) a 3x3 conv to
@@ -138,9 +145,7 @@ class Upsample(_Resample):
       return upsample_nearest(x)
     if not self.cpu_covers(x):
       return self.conv(upsample_nearest(x), (1, 1))
-    kernel, bias = self.conv_variables(x)
-    y = convs.upsample_conv3x3(x, kernel)
-    return y if bias is None else norms.add_bias(y, bias)
+    return self.cpu_conv(x, convs.upsample_conv3x3)
 
 
 class Downsample(_Resample):
@@ -155,9 +160,7 @@ class Downsample(_Resample):
       return self.conv(x, (2, 2))
     if not self.with_conv:
       return convs.avg_pool2(x)
-    kernel, bias = self.conv_variables(x)
-    y = convs.conv(x, kernel, (2, 2), 'SAME')
-    return y if bias is None else norms.add_bias(y, bias)
+    return self.cpu_conv(x, lambda x, kernel: convs.conv(x, kernel, (2, 2), 'SAME'))
 
 
 def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -> jax.Array:

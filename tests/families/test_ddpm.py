@@ -35,7 +35,7 @@ def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
   config = digits_ddpm(tfds_dir, prediction=prediction, min_snr_gamma=gamma)
   config.optim.ema_decay = 0.0
   family = get_family(config)
-  batch = digit_batch(config, 32)
+  batch = digit_batch(config, 8)
   before = family.eval_step(family.init(jax.random.key(config.seed), batch['image']), batch,
                             jax.random.key(3))
   state, history = train(config, 150)

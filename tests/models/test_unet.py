@@ -26,17 +26,19 @@ def test_small_unet_keeps_the_shape_and_uses_dropout_only_in_training():
   model = UNet(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), dropout=0.5)
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
   t = jnp.array([3, 900])
-  variables = model.init(jax.random.key(1), x, t)
-  out = model.apply(variables, x, t)
+  variables = jax.jit(model.init)(jax.random.key(1), x, t)
+  apply = jax.jit(model.apply, static_argnames='train')
+  out = apply(variables, x, t)
   assert out.shape == (2, 16, 16, 3)
-  np.testing.assert_array_equal(out, model.apply(variables, x, t))
-  train = lambda x, t, ids: model.apply(variables, x, t, train=True, ids=ids,  # noqa: E731
-                                        rngs={'dropout': jax.random.key(2)})
+  np.testing.assert_array_equal(out, apply(variables, x, t))
+  train = lambda x, t, ids: apply(variables, x, t, train=True, ids=ids,  # noqa: E731
+                                  rngs={'dropout': jax.random.key(2)})
   both = train(x, t, jnp.array([7, 9]))
   assert not np.allclose(both, out)
   # An example's mask follows its id, not its place in the batch.
-  np.testing.assert_allclose(train(x[1:], t[1:], jnp.array([9])), both[1:], rtol=1e-5, atol=1e-5)
-  assert not np.allclose(train(x[1:], t[1:], jnp.array([8])), both[1:])
+  swapped = train(x[::-1], t[::-1], jnp.array([9, 7]))
+  np.testing.assert_allclose(swapped, both[::-1], rtol=1e-5, atol=1e-5)
+  assert not np.allclose(train(x[::-1], t[::-1], jnp.array([8, 7]))[0], both[1])
 
 
 def test_example_dropout_rate_and_scale():

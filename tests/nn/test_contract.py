@@ -120,7 +120,14 @@ def _onednn_for_small_convs(monkeypatch):
   monkeypatch.setattr(onednn, 'MIN_FLOPS', 0)
 
 
-@pytest.mark.parametrize('name', sorted(CASES))
+# One case per CPU kernel runs by default; their variants run with the slow tests.
+DEFAULT_CASES = ('conv3x3', 'conv4x4-stride2', 'conv_transpose4x4', 'dense', 'batch_norm',
+                 'group_norm_silu', 'upsample', 'downsample')
+
+
+@pytest.mark.parametrize('name', [name if name in DEFAULT_CASES else
+                                  pytest.param(name, marks=pytest.mark.slow)
+                                  for name in sorted(CASES)])
 def test_cpu_kernels_equal_the_plain_layer(name):
   cpu_variables, cpu = _traced(name, 'cpu')
   xla_variables, xla = _traced(name, 'xla')
@@ -133,8 +140,7 @@ def test_cpu_kernels_equal_the_plain_layer(name):
 @pytest.mark.slow
 def test_cpu_kernels_really_run():
   """Each layer with a CPU kernel traces to a custom VJP with them, and to none without."""
-  for name in ('conv3x3', 'conv4x4-stride2', 'conv_transpose4x4', 'dense', 'batch_norm',
-               'group_norm', 'group_norm_silu', 'upsample', 'downsample'):
+  for name in DEFAULT_CASES + ('group_norm',):
     make, shape, mutable = CASES[name]
     x, _ = _inputs(shape)
     texts = {}
