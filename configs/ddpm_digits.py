@@ -6,37 +6,18 @@ Runtime: a few minutes on 2 CPU cores. Expected: blurry digit-like blobs after 2
 a smoke test of the DDPM family, not a result.
 """
 
-from gen_jax.config_lib import base_config
+from gen_jax.config_lib import family_config
 
 
 def get_config():
-  config = base_config()
-  config.family = 'ddpm'
-  config.data.name = 'digits'
-  config.data.image_size = 8
-  config.data.batch_size = 64
-
-  config.model = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+  config = family_config('ddpm')
+  config.data.update(name='digits', image_size=8, batch_size=64)
+  config.model.update(ch=32, ch_mult=(1, 2), attn_resolutions=(4,), num_res_blocks=1,
                       dropout=0.0)
-  config.diffusion = dict(num_steps=200, schedule='cosine', prediction='eps',
-                          min_snr_gamma=0.0, learn_variance=False,
-                          vlb_weight=0.001)
-  config.sample.sampler = 'ddim'
-  config.sample.steps = 50
-  config.sample.eta = 0.0
-  config.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
-  config.sample.variance = 'small'  # small, large, or learned (with learn_variance)
-
-  config.optim.learning_rate = 1e-3
-  config.optim.warmup_steps = 100
-  config.optim.grad_clip = 1.0
-  config.optim.ema_decay = 0.99
-
+  config.diffusion.update(num_steps=200, schedule='cosine')
+  config.sample.update(sampler='ddim', steps=50, variance='small')
+  config.optim.update(learning_rate=1e-3, warmup_steps=100, ema_decay=0.99)
   config.train.num_steps = 2000
-  config.train.log_every = 100
-  config.checkpoint.every_steps = 1000
-  config.sample.every_steps = 1000
-  config.eval.every_steps = 0
-  config.eval.num_examples = 297
-  config.eval.batch_size = 99
+  config.checkpoint.every_steps = config.sample.every_steps = 1000
+  config.eval.update(num_examples=297, batch_size=99)
   return config

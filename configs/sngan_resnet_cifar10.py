@@ -13,33 +13,15 @@ CIFAR-10 offline, no GPU). Published: Miyato et al. (2018), table 2, FID 21.7 an
 score 8.22 for this model; compare only under the same FID protocol.
 """
 
-from gen_jax.config_lib import base_config
+from gen_jax.config_lib import family_config
 
 
 def get_config():
-  config = base_config()
-  config.family = 'gan'
-  config.data.name = 'cifar10'
-  config.data.image_size = 32
-  config.data.channels = 3
-  config.data.batch_size = 320
-
-  config.model = dict(arch='resnet', z_dim=128, g_channels=(256, 256, 256),
+  config = family_config('gan')
+  config.data.update(name='cifar10', image_size=32, channels=3, batch_size=320)
+  config.model.update(arch='resnet', z_dim=128, g_channels=(256, 256, 256),
                       d_channels=(128, 128, 128, 128), d_norm='none', spectral_norm=True)
-  config.gan = dict(loss='hinge', n_critic=5, gp_weight=0.0, r1_gamma=0.0)
-
-  config.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)
-  config.optim.schedule = 'cosine'
-  config.optim.b1 = 0.0
-  config.optim.b2 = 0.9
-  config.optim.ema_decay = 0.9999
-  config.optim_d = dict(learning_rate=2e-4)
-
+  config.gan.update(loss='hinge', n_critic=5)
+  config.optim.update(schedule='cosine', b1=0.0, b2=0.9, ema_decay=0.9999)
   config.train.num_steps = 50000
-  config.train.log_every = 500
-  config.checkpoint.every_steps = 5000
-  config.sample.every_steps = 5000
-  config.eval.every_steps = 0
-  config.eval.num_examples = 1000
-  config.eval.batch_size = 100
   return config

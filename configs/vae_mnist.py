@@ -9,31 +9,15 @@ Expected: test NLL 84.57 nats (importance-weighted, k=1000, all 10,000 test imag
 experiments/BASELINES.md. Published single-stochastic-layer VAEs: 86.8-89.8 nats.
 """
 
-from gen_jax.config_lib import base_config
+from gen_jax.config_lib import family_config
 
 
 def get_config():
-  config = base_config()
-  config.family = 'vae'
-  config.data.name = 'mnist_idx'
-  config.data.image_size = 28
-  config.data.batch_size = 128
-  config.data.binarize = True
-
-  config.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
-  config.loss = dict(beta=1.0)
-  config.optim.learning_rate = 1e-3
-  config.optim.schedule = 'cosine'
-  config.optim.warmup_steps = 500
-  config.optim.ema_decay = 0.999
-
+  config = family_config('vae')
+  config.data.update(name='mnist_idx', binarize=True)
+  config.optim.update(schedule='cosine', warmup_steps=500)
   config.train.num_steps = 25000
   config.train.log_every = 500
-  config.checkpoint.every_steps = 5000
-  config.sample.every_steps = 5000
-  config.eval.every_steps = 0
+  config.checkpoint.every_steps = config.sample.every_steps = 5000
   config.eval.num_examples = 10000
-  config.eval.batch_size = 100
-  config.eval.iw_samples = 1000
-  config.eval.iw_chunk = 100
   return config

@@ -17,34 +17,15 @@ igul222/improved_wgan_training gan_cifar_resnet.py); the D lacks only the bias o
 linear layer (1,053,824 against 1,053,825), as in SN-GAN's reference.
 """
 
-from gen_jax.config_lib import base_config
+from gen_jax.config_lib import family_config
 
 
 def get_config():
-  config = base_config()
-  config.family = 'gan'
-  config.data.name = 'cifar10'
-  config.data.image_size = 32
-  config.data.channels = 3
-  config.data.batch_size = 320
-
-  config.model = dict(arch='dcgan', z_dim=128,
-                      g_channels=(512, 256, 128), d_channels=(128, 256, 512),
-                      d_norm='layer', spectral_norm=False)
-  config.gan = dict(loss='wasserstein', n_critic=5, gp_weight=10.0, r1_gamma=0.0)
-
-  config.optim.learning_rate = 1e-4  # the generator's; optim_d overrides it for D (TTUR)
-  config.optim.schedule = 'cosine'
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.9
-  config.optim.ema_decay = 0.999
-  config.optim_d = dict(learning_rate=1e-4)
-
+  config = family_config('gan')
+  config.data.update(name='cifar10', image_size=32, channels=3, batch_size=320)
+  config.model.update(z_dim=128, d_norm='layer')
+  config.gan.update(loss='wasserstein', n_critic=5, gp_weight=10.0)
+  config.optim.update(learning_rate=1e-4, schedule='cosine', b2=0.9)
+  config.optim_d.learning_rate = 1e-4
   config.train.num_steps = 100000
-  config.train.log_every = 500
-  config.checkpoint.every_steps = 5000
-  config.sample.every_steps = 5000
-  config.eval.every_steps = 0
-  config.eval.num_examples = 1000
-  config.eval.batch_size = 100
   return config

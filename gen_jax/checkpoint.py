@@ -157,25 +157,6 @@ def _describe(e: Exception) -> str:
   return f'{type(e).__name__}: {lines[0][:200]}'
 
 
-def newest_readable_step(directory: str, abstract_state: Any, family: str,
-                         config: ConfigDict) -> int | None:
-  """The newest checkpoint whose metadata reads back, after checking that it belongs to this
-  run (UserError otherwise); None if there is none. Reads only."""
-  if not os.path.isdir(directory):
-    return None
-  checkpointer = Checkpointer(directory, read_only=True)
-  try:
-    for step in reversed(checkpointer.all_steps()):
-      try:
-        checkpointer.check_compatible(step, abstract_state, family, config)
-        return step
-      except DamagedCheckpoint:
-        continue
-    return None
-  finally:
-    checkpointer.close()
-
-
 def restore_newest_intact(directory: str, abstract_state: Any, family: str,
                           config: ConfigDict) -> tuple[Any, dict, int] | None:
   """Returns (state, data-iterator state, step) of the newest checkpoint that restores, or
@@ -223,11 +204,10 @@ def latest_step(directory: str) -> int | None:
   return Checkpointer(directory, read_only=True).latest_step()
 
 
-def restore_checkpoint(workdir: str, abstract_state: Any, family: str,
+def restore_checkpoint(directory: str, abstract_state: Any, family: str,
                        step: int | None = None) -> tuple[Any, int]:
-  """Returns (state, step) of checkpoint `step` (None: the newest) in `workdir`/checkpoints,
-  opened read-only; a UserError if there is none or it belongs to another model."""
-  directory = os.path.join(workdir, 'checkpoints')
+  """Returns (state, step) of checkpoint `step` (None: the newest) in `directory`, opened
+  read-only; a UserError if there is none or it belongs to another model."""
   step = latest_step(directory) if step is None else step
   if step is None:
     raise UserError(f'no checkpoint in {directory}: run --mode=train first')

@@ -1,4 +1,6 @@
-"""Defaults every config shares, and checks of values that types alone cannot catch."""
+"""Defaults every config shares, each family's defaults, and checks of values that types
+alone cannot catch. A file in configs/ starts from `family_config(FAMILY)` and states only
+what differs."""
 
 import json
 
@@ -70,6 +72,63 @@ def base_config() -> ConfigDict:
   # The layers' implementation (gen_jax.nn.kernels): 'xla' (plain flax / lax), 'cpu' (the
   # XLA:CPU kernels) or 'auto' ('cpu' on a CPU backend, else 'xla').
   c.runtime.kernels = 'auto'
+  return c
+
+
+def _gan(c: ConfigDict) -> None:
+  """The 32 px DCGAN of Radford et al. with the non-saturating loss, Adam 2e-4 / beta1 0.5."""
+  # g_channels: widths from the base grid up; d_channels: from the image down.
+  c.model = dict(arch='dcgan', z_dim=100, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
+                 d_norm='batch', spectral_norm=False)
+  c.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
+  c.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)
+  c.optim.b1 = 0.5
+  c.optim.ema_decay = 0.999
+  c.optim_d = dict(learning_rate=2e-4)
+  c.train.log_every = 500
+  c.checkpoint.every_steps = c.sample.every_steps = 5000
+
+
+def _ddpm(c: ConfigDict) -> None:
+  """Ho et al. (2020)'s CIFAR-10 UNet, schedule, ancestral sampler and optimizer."""
+  c.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+                 dropout=0.1)
+  c.diffusion = dict(num_steps=1000, schedule='linear', prediction='eps', min_snr_gamma=0.0,
+                     learn_variance=False, vlb_weight=0.001)
+  c.sample.sampler = 'ddpm'
+  c.sample.steps = 1000
+  c.sample.eta = 0.0
+  c.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
+  c.sample.variance = 'large'  # small, large, or learned (with learn_variance)
+  c.optim.learning_rate = 2e-4
+  c.optim.warmup_steps = 5000
+  c.optim.grad_clip = 1.0
+  c.optim.ema_decay = 0.9999
+
+
+def _vae(c: ConfigDict) -> None:
+  """The conv VAE of configs/vae_mnist.py: Bernoulli likelihood, beta 1, IWAE k=1000 eval."""
+  c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
+  c.loss = dict(beta=1.0)
+  c.optim.ema_decay = 0.999
+  c.eval.iw_samples = 1000  # importance samples for the NLL bound; 0: none
+  c.eval.iw_chunk = 100  # of them per pass
+
+
+def _classifier(c: ConfigDict) -> None:
+  c.model = dict(channels=(32, 64), features=128, num_classes=10)
+  c.optim.ema_decay = 0.999
+  c.sample.every_steps = 0
+
+
+FAMILIES = {'gan': _gan, 'ddpm': _ddpm, 'vae': _vae, 'classifier': _classifier}
+
+
+def family_config(family: str) -> ConfigDict:
+  """Returns `base_config()` with `family` set and that family's keys at their defaults."""
+  c = base_config()
+  c.family = family
+  FAMILIES[family](c)
   return c
 
 

@@ -18,26 +18,7 @@ from gen_jax import parallel
 from gen_jax.data import augment
 from gen_jax.families import Family, get_family
 from gen_jax.parallel import BATCH, REPLICATED
-
-
-class Keys(NamedTuple):
-  """The run's random streams, all derived from `config.seed`.
-
-  Step `s` >= 1 uses fold_in(key(seed), s); the streams that do not change with the step
-  (init, eval, sample grids) come from fold_in(key(seed), 0).
-  """
-  init: jax.Array
-  eval: jax.Array
-  sample: jax.Array
-
-  @staticmethod
-  def from_seed(seed: int) -> 'Keys':
-    return Keys(*jax.random.split(jax.random.fold_in(jax.random.key(seed), 0), 3))
-
-
-def step_key(seed: int, step: jax.Array | int) -> jax.Array:
-  """The key of train step `step` (1-based): fold_in(key(seed), step)."""
-  return jax.random.fold_in(jax.random.key(seed), step)
+from gen_jax.rng import Keys, step_key
 
 
 class Experiment(NamedTuple):

@@ -12,16 +12,14 @@ import os
 import socket
 from collections.abc import Iterator
 
+from gen_jax import layout
 from gen_jax.errors import UserError
-
-LOCK_FILE = '.lock'
 
 
 @contextlib.contextmanager
 def hold_workdir(workdir: str) -> Iterator[None]:
   """Holds the workdir's lock; raises a UserError naming the holder if a live run has it."""
-  path = os.path.join(workdir, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  fd = os.open(layout.lock_file(workdir), os.O_RDWR | os.O_CREAT, 0o644)
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

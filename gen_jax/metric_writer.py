@@ -10,6 +10,7 @@ import numpy as np
 import tensorboardX
 
 from gen_jax import images as images_lib
+from gen_jax import layout
 
 
 def _step_of(line: str) -> int | None:
@@ -33,12 +34,12 @@ class MetricWriter:
       if resume_step is not None:
         self._drop_lines_after(resume_step)
       self._tb = tensorboardX.SummaryWriter(
-          os.path.join(workdir, 'tensorboard'),
+          layout.tensorboard_dir(workdir),
           purge_step=None if resume_step is None else resume_step + 1)
 
   @property
   def jsonl_path(self) -> str:
-    return os.path.join(self.workdir, 'metrics.jsonl')
+    return layout.metrics_file(self.workdir)
 
   def _drop_lines_after(self, step: int) -> None:
     """A resumed run recomputes the steps after its checkpoint: drop their old lines."""
@@ -64,13 +65,12 @@ class MetricWriter:
     self._tb.flush()
 
   def write_grid(self, step: int, name: str, images: np.ndarray) -> str | None:
-    """Saves images [N, H, W, C] in [-1, 1] as workdir/samples/{name}_step_XXXXXXX.png."""
+    """Saves images [N, H, W, C] in [-1, 1] as `layout.grid_file`; returns its path."""
     if not self.is_primary:
       return None
     grid = images_lib.make_grid(images_lib.to_uint8(images))
-    os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
-    prefix = '' if name == 'samples' else f'{name}_'
-    path = os.path.join(self.workdir, 'samples', f'{prefix}step_{int(step):07d}.png')
+    path = layout.grid_file(self.workdir, name, step)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'wb') as f:
       f.write(images_lib.png_bytes(grid))
     self._tb.add_image(name, grid, int(step), dataformats='HWC')

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluate, images
+from gen_jax import config_lib, evaluate, images, layout
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
 from gen_jax.errors import UserError
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> dict:
   """Evaluates checkpoint `step`: eval/step_N.json (metrics + protocol), a metrics line."""
-  state, _ = restore_checkpoint(workdir, exp.abstract_state, exp.family.name, step)
-  path = os.path.join(workdir, 'eval', f'step_{step:07d}.json')
-  progress = path.replace('.json', '.progress')
+  state, _ = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
+                                exp.family.name, step)
+  path, progress = layout.eval_file(workdir, step), layout.eval_progress_dir(workdir, step)
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
   metrics, protocol = evaluate.evaluate(exp, state, progress)
@@ -48,14 +48,13 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
   """
   config_lib.validate(config)
   exp = experiment_lib.build(config)
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = layout.checkpoints(workdir)
   metrics, evaluated = {}, None
   while True:
     step = latest_step(directory)
     if step is None and not config.eval.watch:
       raise UserError(f'no checkpoint in {directory}: run --mode=train first')
-    done = step is not None and os.path.exists(
-        os.path.join(workdir, 'eval', f'step_{step:07d}.json'))
+    done = step is not None and os.path.exists(layout.eval_file(workdir, step))
     if step is not None and step != evaluated and not (config.eval.watch and done):
       metrics = _evaluate_step(exp, workdir, step)
       evaluated = step
@@ -73,17 +72,18 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   exp = experiment_lib.build(config)
   if exp.sample is None:
     raise UserError(f'family {config.family!r} does not generate samples')
-  state, step = restore_checkpoint(workdir, exp.abstract_state, exp.family.name)
+  state, step = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
+                                   exp.family.name)
   batch = config.eval.batch_size
   chunks = [experiment_lib.generate(exp, state.ema_params, exp.keys.sample,
                                     min(batch, config.sample.num - start), start)
             for start in range(0, config.sample.num, batch)]
   result = images.to_uint8(np.concatenate(chunks))
+  path = layout.samples_file(workdir)
   if jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-    np.savez(os.path.join(workdir, 'samples', 'samples.npz'), images=result)
-  log.info('Wrote %d samples of step %d to %s/samples/samples.npz.', len(result), step,
-           workdir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(path, images=result)
+  log.info('Wrote %d samples of step %d to %s.', len(result), step, path)
   return result
 
 
@@ -105,6 +105,6 @@ def summary(config: ConfigDict, workdir: str) -> dict:
   if jax.process_index() == 0:
     print('\n'.join(lines))
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+    with open(layout.summary_file(workdir), 'w') as f:
       json.dump(result, f, indent=2)
   return result

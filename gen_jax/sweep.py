@@ -27,6 +27,7 @@ from typing import Any
 
 from absl import app, flags
 
+from gen_jax import layout
 from gen_jax.checkpoint import latest_step
 
 Point = dict[str, Any]
@@ -96,7 +97,7 @@ def target_steps(config_file: str, point: Point, extra: Sequence[str]) -> int:
 def mismatch(workdir: str, point: Point) -> str:
   """'' if the run in `workdir` (if any) has the point's values, else the first difference:
   a guard against a sweep list edited between runs (workdirs are named by position)."""
-  config = _read_json(os.path.join(workdir, 'config.json'))
+  config = _read_json(layout.config_file(workdir))
   if config is None:
     return ''
   for key, value in point.items():
@@ -113,7 +114,7 @@ def results_of(workdir: str) -> dict[str, Any]:
   'eval/NAME' (from metrics.jsonl: training's own evals and `--mode=eval` ones)."""
   last: dict[str, dict] = {}
   try:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    with open(layout.metrics_file(workdir)) as f:
       for line in f:
         row = json.loads(line)
         if row['step'] >= last.get(row['split'], {}).get('step', -1):
@@ -152,17 +153,17 @@ def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]
   different = mismatch(workdir, point)
   if different:
     return f'failed: {different}'
-  done = latest_step(os.path.join(workdir, 'checkpoints'))
+  done = latest_step(layout.checkpoints(workdir))
   if done is not None and done >= target_steps(config_file, point, extra):
     return 'done (skipped)'
   os.makedirs(workdir, exist_ok=True)
   # Points running side by side on one accelerator must not each take most of its memory.
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
-  with open(os.path.join(workdir, 'sweep.log'), 'a') as log:
+  with open(layout.sweep_log(workdir), 'a') as log:
     result = subprocess.run(command(config_file, workdir, point, extra), stdout=log,
                             stderr=subprocess.STDOUT, check=False, env=env)
   if result.returncode:
-    with open(os.path.join(workdir, 'sweep.log')) as f:
+    with open(layout.sweep_log(workdir)) as f:
       lines = f.read().strip().splitlines() or ['']
     return f'failed: {lines[-1][:200]}'
   return 'done'

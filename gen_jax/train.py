@@ -14,9 +14,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluate, parallel
+from gen_jax import config_lib, evaluate, layout, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer, newest_readable_step, restore_newest_intact
+from gen_jax.checkpoint import Checkpointer, restore_newest_intact
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.lock import hold_workdir
@@ -33,7 +33,7 @@ def _format_seconds(seconds: float) -> str:
 
 def write_config(config: ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    with open(layout.config_file(workdir), 'w') as f:
       f.write(config_lib.to_json(config))
 
 
@@ -67,9 +67,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
                                       jax.process_count())
   if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
     pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
-  directory = os.path.join(workdir, 'checkpoints')
-  newest_readable_step(directory, exp.abstract_state, exp.family.name, config)
-  # Every check passed: only now is anything written to the workdir.
+  # The config's checks passed: only now is anything written to the workdir. (Its checkpoints
+  # are checked against this config once the run holds the workdir.)
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as stack:
     refused = ''
@@ -89,7 +88,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
 def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
            workdir: str) -> Any:
   """The run itself, from a checked config and a workdir this process holds."""
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = layout.checkpoints(workdir)
   # -------------------------------------------------------------- state
   restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config)
   latest = None
@@ -118,7 +117,7 @@ def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
     profile = range(start + 5, start + 5 + config.train.profile_steps)
     for step in range(start + 1, num_steps + 1):
       if profile and step == profile.start:
-        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
+        jax.profiler.start_trace(layout.profile_dir(workdir))
       local_batch = next(data_iter)
       if step == start + 1:
         check_batch(local_batch, config)

@@ -90,9 +90,10 @@ def run_experiment(workdir: str):
 
 def restore_run(workdir: str):
   """Returns (state, step) of the latest checkpoint of the run in `workdir`."""
+  from gen_jax import layout
   from gen_jax.checkpoint import restore_checkpoint
   exp = run_experiment(workdir)
-  return restore_checkpoint(workdir, exp.abstract_state, exp.family.name)
+  return restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state, exp.family.name)
 
 
 def read_json(path: str) -> dict:

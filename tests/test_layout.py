@@ -1,5 +1,7 @@
 """The package's layering: models import only the layer library, flax, jax and numpy; the
-CPU kernels are imported by the layer library only; importing gen_jax changes nothing."""
+CPU kernels are imported by the layer library only; families hold math, not the data
+pipeline, the mesh, checkpoints or the training loop; only `layout` spells out the workdir;
+importing gen_jax changes nothing."""
 
 import ast
 import os
@@ -35,6 +37,37 @@ def test_models_import_only_the_layer_library_flax_jax_and_numpy():
     for module in _imports(path):
       assert module.startswith(allowed), f'{path} imports {module}'
       assert not module.startswith('gen_jax.nn.cpu'), f'{path} imports {module}'
+
+
+def _attributes_of(path: str, module: str) -> set[str]:
+  """The names a file reads from `module` as `module.NAME`."""
+  return {node.attr for node in ast.walk(ast.parse(open(path).read()))
+          if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+          and node.value.id == module}
+
+
+def test_families_import_no_pipeline_mesh_checkpoint_or_loop():
+  forbidden = ('gen_jax.data', 'gen_jax.checkpoint', 'gen_jax.train', 'gen_jax.experiment',
+               'gen_jax.modes', 'gen_jax.metrics', 'gen_jax.layout', 'jax.sharding',
+               'jax.experimental')
+  collectives = {'pmean', 'psum', 'DATA_AXIS'}  # per-device code may reduce over devices
+  for path in _python_files(os.path.join(PACKAGE, 'families')):
+    imports = _imports(path)
+    for module in imports:
+      assert not module.startswith(forbidden), f'{path} imports {module}'
+    assert not {m for m in imports if m.startswith('gen_jax.parallel.')} - {
+        f'gen_jax.parallel.{name}' for name in collectives}, path
+    assert _attributes_of(path, 'parallel') <= collectives, (path, _attributes_of(
+        path, 'parallel'))
+
+
+def test_only_layout_names_the_workdir_files():
+  names = ("'checkpoints'", "'metrics.jsonl'", "'config.json'", "'summary.json'",
+           "'samples.npz'", "'.lock'", "'sweep.log'", "'tensorboard'")
+  for path in _python_files(PACKAGE):
+    if path != os.path.join(PACKAGE, 'layout.py'):
+      text = open(path).read()
+      assert not [n for n in names if n in text], (path, [n for n in names if n in text])
 
 
 def test_only_the_layer_library_imports_the_cpu_kernels():

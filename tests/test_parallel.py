@@ -52,8 +52,9 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
 
 @pytest.mark.parametrize('overrides', [
     (),
-    ('--config.model.d_norm=layer', '--config.model.spectral_norm=True',
-     '--config.gan.loss=wasserstein', '--config.gan.gp_weight=10.0'),
+    pytest.param(('--config.model.d_norm=layer', '--config.model.spectral_norm=True',
+                  '--config.gan.loss=wasserstein', '--config.gan.gp_weight=10.0'),
+                 marks=pytest.mark.slow),
     pytest.param(('--config.model.arch=resnet', '--config.model.d_channels=(16,16,16)',
                   '--config.model.d_norm=none', '--config.model.spectral_norm=True',
                   '--config.gan.loss=hinge'), marks=pytest.mark.slow),  # 47 s on 2 cores

@@ -3,10 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-
-def example_keys(rng: jax.Array, ids: jax.Array) -> jax.Array:
-  """Returns one key per example, [B], folded from `rng` and the global example ids [B]."""
-  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(ids)
+from gen_jax.rng import example_keys
 
 
 def prepare_images(images: jax.Array, ids: jax.Array, rng: jax.Array, *, binarize: bool,

@@ -1,4 +1,6 @@
-"""Model families: each turns a config into the same five pure functions.
+"""Model families: each turns a config into a `Family`, the pure functions the trainer and
+the evaluation call (init, train and eval steps, and the optional sample, reconstruct and
+features).
 
 Every function is per-device code: the runner maps it over the 'data' mesh axis, and a
 family reduces across devices with `gen_jax.parallel.pmean` / `psum` where it must.

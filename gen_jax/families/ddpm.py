@@ -11,22 +11,20 @@ from ml_collections import ConfigDict
 
 from gen_jax import optim, parallel
 from gen_jax import state as state_lib
-from gen_jax.data.augment import example_keys
-from gen_jax.diffusion import likelihood, samplers
+from gen_jax.diffusion import likelihood, losses, samplers
 from gen_jax.diffusion import schedules as sch
 from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.unet import UNet
+from gen_jax.rng import example_keys
 
-PREDICTIONS = ('eps', 'x0', 'v')
 SAMPLERS = ('ddpm', 'ddim')
 VARIANCES = (*sch.VARIANCES, 'learned')
 
 
-def make(config: ConfigDict) -> Family:
-  """Builds the DDPM family's functions from `config.model`, `config.diffusion`, `sample`."""
+def _check_config(config: ConfigDict) -> None:
   m, d, smp = config.model, config.diffusion, config.sample
-  for key, value, allowed in (('diffusion.prediction', d.prediction, PREDICTIONS),
+  for key, value, allowed in (('diffusion.prediction', d.prediction, losses.PREDICTIONS),
                               ('diffusion.schedule', d.schedule, sch.SCHEDULES),
                               ('sample.sampler', smp.sampler, SAMPLERS),
                               ('sample.spacing', smp.spacing, samplers.SPACINGS),
@@ -35,10 +33,17 @@ def make(config: ConfigDict) -> Family:
       raise UserError(f'{key}={value!r}: expected one of {allowed}')
   if smp.variance == 'learned' and not d.learn_variance:
     raise UserError("sample.variance='learned' needs diffusion.learn_variance=True")
-  size, channels = config.data.image_size, config.data.channels
+  size = config.data.image_size
   if size % 2 ** (len(m.ch_mult) - 1) or m.ch % 32:
     raise UserError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
                     f'model.ch={m.ch} by 32 (GroupNorm groups)')
+
+
+def make(config: ConfigDict) -> Family:
+  """Builds the DDPM family's functions from `config.model`, `config.diffusion`, `sample`."""
+  _check_config(config)
+  m, d, smp = config.model, config.diffusion, config.sample
+  size, channels = config.data.image_size, config.data.channels
   schedule = sch.get_schedule(d.schedule, d.num_steps)
   sample_steps = None
   if smp.sampler == 'ddim':
@@ -59,17 +64,10 @@ def make(config: ConfigDict) -> Family:
       return out[..., :channels], out[..., channels:]
     return out, None
 
-  def to_eps(xt, t, prediction):
-    if d.prediction == 'eps':
-      return prediction
-    if d.prediction == 'x0':
-      return sch.eps_from_x0(schedule, xt, t, prediction)
-    return sch.eps_from_v(schedule, xt, t, prediction)
-
   def predict(params, xt, t):
     """(eps [B, ...], log-variance of p(x_{t-1} | x_t) [B, ...]) for `sample.variance`."""
     prediction, v = split(model.apply({'params': params}, xt, t))
-    eps = to_eps(xt, t, prediction)
+    eps = losses.to_eps(schedule, d.prediction, xt, t, prediction)
     if smp.variance == 'learned':
       return eps, sch.learned_range_log_variance(schedule, t, v)
     log_var = sch.fixed_log_variance(schedule, smp.variance)[t][:, None, None, None]
@@ -86,29 +84,19 @@ def make(config: ConfigDict) -> Family:
         keys)
     eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), shape))(keys)
     xt = sch.q_sample(schedule, x0, t, eps)
-    target = {'eps': eps, 'x0': x0, 'v': sch.v_from_eps_x0(schedule, t, eps, x0)}[d.prediction]
-    # Each prediction's own MSE (L_simple for eps). Min-SNR-gamma (Hang et al. 2023) weights
-    # it by min(SNR, gamma) over the SNR factor that relates it to the x0-space error.
-    weight = jnp.ones_like(snr[t])
-    if d.min_snr_gamma:
-      clipped = jnp.minimum(snr[t], d.min_snr_gamma)
-      weight = {'eps': clipped / snr[t], 'x0': clipped, 'v': clipped / (snr[t] + 1)}[
-          d.prediction]
+    goal = losses.target(schedule, d.prediction, x0, t, eps)
+    weight = losses.min_snr_weight(snr[t], d.prediction, d.min_snr_gamma)
 
     def loss_fn(params):
       prediction, v = split(model.apply({'params': params}, xt, t, train=True,
                                         ids=batch['id'], rngs={'dropout': rng}))
-      mse = jnp.mean((prediction - target) ** 2, axis=(1, 2, 3))
-      loss = weight * mse
-      aux = {'mse': mse}
+      loss = losses.regression_loss(prediction, goal, weight)
+      aux = {'mse': losses.regression_loss(prediction, goal, 1.0)}
       if d.learn_variance:
-        # L_hybrid: the bound's term at t, in bits/dim, with the mean frozen so that it only
-        # trains the variance; times T (the uniform-t estimate of the whole sum) and lambda.
-        eps = to_eps(xt, t, jax.lax.stop_gradient(prediction))
-        x0_hat = sch.x0_from_eps(schedule, xt, t, eps)
-        mean, _, _ = sch.q_posterior(schedule, x0_hat, xt, t)
-        logvar = sch.learned_range_log_variance(schedule, t, v)
-        vlb = likelihood.vlb_term(schedule, x0, xt, t, mean, logvar) / (num_dims * np.log(2))
+        # L_hybrid: lambda times T (the uniform-t estimate of the whole sum) times term t.
+        eps_hat = losses.to_eps(schedule, d.prediction, xt, t,
+                                jax.lax.stop_gradient(prediction))
+        vlb = losses.vlb_bits_per_dim(schedule, x0, xt, t, eps_hat, v)
         loss = loss + d.vlb_weight * d.num_steps * vlb
         aux['vlb_bpd'] = vlb
       return parallel.pmean(jnp.mean(loss)), aux

@@ -25,12 +25,12 @@ from ml_collections import ConfigDict
 
 from gen_jax import gan_losses, optim, parallel
 from gen_jax import state as state_lib
-from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.dcgan import NORMS, Discriminator, Generator
 from gen_jax.models.gan_layers import base_size
 from gen_jax.models.resnet_gan import ResNetDiscriminator, ResNetGenerator, num_downsamplings
+from gen_jax.rng import example_keys
 
 ARCHS = ('dcgan', 'resnet')
 

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from gen_jax import distributions, optim, parallel
+from gen_jax import distributions, optim, parallel, vae_losses
 from gen_jax import state as state_lib
-from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import Family
 from gen_jax.models.conv_vae import ConvVAE
+from gen_jax.rng import example_keys
 
 LIKELIHOODS = {'bernoulli': 1, 'logistic': 2}  # decoder outputs per image channel
 
@@ -22,8 +22,7 @@ def _sum_per_example(x: jax.Array) -> jax.Array:
   return x.reshape(x.shape[0], -1).sum(axis=1)
 
 
-def make(config: ConfigDict) -> Family:
-  """Builds the VAE's init / train_step / eval_step / sample / reconstruct from `config`."""
+def _check_config(config: ConfigDict) -> None:
   m = config.model
   if not m.channels:
     raise UserError('model.channels is empty: expected one or more conv widths')
@@ -31,18 +30,26 @@ def make(config: ConfigDict) -> Family:
     raise UserError(f'model.likelihood={m.likelihood!r}: expected one of {sorted(LIKELIHOODS)}')
   if m.likelihood == 'bernoulli' and not config.data.binarize:
     raise UserError('model.likelihood=bernoulli needs binary data: set data.binarize=True')
-  size, channels = config.data.image_size, config.data.channels
+  size = config.data.image_size
   if size % 2 ** len(m.channels):
     raise UserError(f'data.image_size={size} must divide by 2**len(model.channels)='
                     f'{2 ** len(m.channels)}')
+  iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
+  if iw_samples < 0 or iw_chunk <= 0 or iw_samples % iw_chunk:
+    raise UserError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
+                    'iw_samples >= 0 that divides by iw_chunk > 0')
+
+
+def make(config: ConfigDict) -> Family:
+  """Builds the VAE's init / train_step / eval_step / sample / reconstruct from `config`."""
+  _check_config(config)
+  m = config.model
+  size, channels = config.data.image_size, config.data.channels
   model = ConvVAE(tuple(m.channels), m.hidden, m.latent_dim, (size, size, channels),
                   LIKELIHOODS[m.likelihood])
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   num_dims = size * size * channels
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
-  if iw_samples < 0 or iw_chunk <= 0 or iw_samples % iw_chunk:
-    raise UserError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
-                    'iw_samples >= 0 that divides by iw_chunk > 0')
 
   def log_likelihood(params, x, z):
     """log p(x | z) per example, [B]."""
@@ -63,10 +70,8 @@ def make(config: ConfigDict) -> Family:
     """Per-example log p(x|z), KL and ELBO with one reparameterized z, each [B]."""
     mean, logvar = model.apply({'params': params}, x, method=ConvVAE.encode)
     eps = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(keys)
-    z = mean + jnp.exp(0.5 * logvar) * eps
-    log_px = log_likelihood(params, x, z)
-    kl = distributions.kl_to_standard_normal(mean, logvar).sum(axis=1)
-    return {'recon': -log_px, 'kl': kl, 'elbo': log_px - kl}
+    z = vae_losses.reparameterize(mean, logvar, eps)
+    return vae_losses.elbo_terms(log_likelihood(params, x, z), mean, logvar)
 
   def iw_nll(params, x, keys):
     """-log (1/K sum_k p(x, z_k) / q(z_k | x)), z_k ~ q(z | x), K = eval.iw_samples: [B]."""
@@ -76,16 +81,14 @@ def make(config: ConfigDict) -> Family:
     eps = eps.reshape(x.shape[0], iw_samples // iw_chunk, iw_chunk, m.latent_dim)
 
     def chunk_log_weights(eps_chunk):  # [B, chunk, L] -> [B, chunk]
-      z = mean[:, None] + jnp.exp(0.5 * logvar)[:, None] * eps_chunk
+      z = vae_losses.reparameterize(mean[:, None], logvar[:, None], eps_chunk)
       x_rep = jnp.repeat(x, iw_chunk, axis=0)
       log_px = log_likelihood(params, x_rep, z.reshape(-1, m.latent_dim))
-      log_pz = distributions.gaussian_log_density(z, 0.0, 0.0).sum(-1)
-      log_qz = distributions.gaussian_log_density(z, mean[:, None], logvar[:, None]).sum(-1)
-      return log_px.reshape(z.shape[:2]) + log_pz - log_qz
+      return vae_losses.importance_log_weights(log_px.reshape(z.shape[:2]), z, mean, logvar)
 
     log_w = jax.lax.map(chunk_log_weights, eps.transpose(1, 0, 2, 3))  # [chunks, B, chunk]
-    log_w = log_w.transpose(1, 0, 2).reshape(x.shape[0], iw_samples)
-    return -(jax.nn.logsumexp(log_w, axis=1) - np.log(iw_samples))
+    return vae_losses.importance_weighted_nll(
+        log_w.transpose(1, 0, 2).reshape(x.shape[0], iw_samples))
 
   def init(rng, images):
     params = model.init(rng, images[:1])['params']
@@ -96,7 +99,7 @@ def make(config: ConfigDict) -> Family:
 
     def loss_fn(params):
       terms = elbo_terms(params, batch['image'], keys)
-      loss = jnp.mean(terms['recon'] + config.loss.beta * terms['kl'])
+      loss = jnp.mean(vae_losses.beta_loss(terms, config.loss.beta))
       return parallel.pmean(loss), terms
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

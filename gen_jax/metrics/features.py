@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
+from gen_jax import layout
 from gen_jax.errors import UserError
 
 
@@ -44,7 +45,7 @@ def load_classifier(workdir: str) -> FeatureNet:
   """Restores the classifier run in `workdir` (its config.json and newest checkpoint)."""
   from gen_jax import experiment  # pylint: disable=g-import-not-at-top
   from gen_jax.checkpoint import restore_checkpoint  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, 'config.json')
+  path = layout.config_file(workdir)
   if not os.path.exists(path):
     raise UserError(f'eval.features=classifier:{workdir}: no config.json there; train '
                     'configs/classifier_mnist.py into that workdir first')
@@ -54,7 +55,8 @@ def load_classifier(workdir: str) -> FeatureNet:
     raise UserError(f'eval.features=classifier:{workdir} holds a {config.family!r} run, '
                     'not a classifier')
   exp = experiment.build(config)
-  state, _ = restore_checkpoint(workdir, exp.abstract_state, exp.family.name)
+  state, _ = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
+                                exp.family.name)
   params = jax.device_get(state.ema_params)
   size = config.data.image_size
 

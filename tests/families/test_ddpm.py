@@ -31,20 +31,27 @@ def test_cifar10_config_builds_the_papers_35_7m_model():
 
 @pytest.mark.parametrize('prediction,gamma', [
     ('eps', 0.0), pytest.param('v', 5.0, marks=pytest.mark.slow)])
-def test_training_lowers_the_loss_and_the_bound(tfds_dir, prediction, gamma):
+def test_training_lowers_the_loss(tfds_dir, prediction, gamma):
   config = digits_ddpm(tfds_dir, prediction=prediction, min_snr_gamma=gamma)
+  config.optim.ema_decay = 0.0
+  state, history = train(config, 150)
+  losses = [m['loss'] for m in history]
+  assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
+  images = get_family(config).sample(state.ema_params, jax.random.key(4), jnp.arange(3))
+  assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
+
+
+@pytest.mark.slow
+def test_training_lowers_the_bound(tfds_dir):
+  config = digits_ddpm(tfds_dir)
   config.optim.ema_decay = 0.0
   family = get_family(config)
   batch = digit_batch(config, 8)
   before = family.eval_step(family.init(jax.random.key(config.seed), batch['image']), batch,
                             jax.random.key(3))
-  state, history = train(config, 150)
-  losses = [m['loss'] for m in history]
-  assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
+  state, _ = train(config, 150)
   after = family.eval_step(state, batch, jax.random.key(3))
   assert float(jnp.mean(after['bpd'])) < float(jnp.mean(before['bpd']))
-  images = family.sample(state.ema_params, jax.random.key(4), jnp.arange(3))
-  assert images.shape == (3, 8, 8, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
 
 
 @pytest.mark.slow

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from gen_jax import gan_losses, parallel
-from gen_jax.data.augment import example_keys
 from gen_jax.errors import UserError
 from gen_jax.families import get_family
 from gen_jax.models.dcgan import Discriminator, Generator
 from gen_jax.models.resnet_gan import ResNetDiscriminator, ResNetGenerator
 from gen_jax.nn import upsample_nearest
 from gen_jax.parallel import BATCH, REPLICATED
+from gen_jax.rng import example_keys
 from tests.families.test_vae import digit_batch, load_config, train
 
 REAL, FAKE = [2.0, -1.0, 0.5], [0.5, -3.0, 1.5]

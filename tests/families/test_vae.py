@@ -80,6 +80,7 @@ def test_importance_weighted_nll_matches_quadrature(tfds_dir):
   assert float(jnp.mean(values['kl'])) > 1.0
 
 
+@pytest.mark.slow  # the bound alone: tests/test_vae_losses.py
 def test_more_importance_samples_tighten_the_bound(tfds_dir):
   """On a trained model, the bound falls clearly with k: E[-ELBO] (k=1) > k=10 > k=100."""
   config = tiny_config(tfds_dir, latent_dim=4)

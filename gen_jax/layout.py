@@ -1,0 +1,71 @@
+"""The layout of a run's workdir, named here and nowhere else:
+
+  config.json                  the resolved config of the latest start
+  checkpoints/STEP/            checkpoints (gen_jax.checkpoint); checkpoints.damaged/STEP
+  metrics.jsonl                one JSON line per logged step and split
+  tensorboard/                 the same scalars, and the image grids
+  samples/                     grids written during training (NAME_step_STEP.png) and the
+                               samples of --mode=sample (samples.npz)
+  eval/step_STEP.json          --mode=eval results; eval/step_STEP.progress/ while running
+  profile/                     JAX profiler traces (train.profile_steps)
+  summary.json                 --mode=summary
+  sweep.log                    the output of a sweep point's run
+  .lock                        held by the training run
+"""
+
+import os
+
+
+def config_file(workdir: str) -> str:
+  return os.path.join(workdir, 'config.json')
+
+
+def checkpoints(workdir: str) -> str:
+  return os.path.join(workdir, 'checkpoints')
+
+
+def metrics_file(workdir: str) -> str:
+  return os.path.join(workdir, 'metrics.jsonl')
+
+
+def tensorboard_dir(workdir: str) -> str:
+  return os.path.join(workdir, 'tensorboard')
+
+
+def samples_dir(workdir: str) -> str:
+  return os.path.join(workdir, 'samples')
+
+
+def grid_file(workdir: str, name: str, step: int) -> str:
+  """samples/step_STEP.png for the samples' grid, samples/NAME_step_STEP.png for others."""
+  prefix = '' if name == 'samples' else f'{name}_'
+  return os.path.join(samples_dir(workdir), f'{prefix}step_{int(step):07d}.png')
+
+
+def samples_file(workdir: str) -> str:
+  return os.path.join(samples_dir(workdir), 'samples.npz')
+
+
+def eval_file(workdir: str, step: int) -> str:
+  return os.path.join(workdir, 'eval', f'step_{step:07d}.json')
+
+
+def eval_progress_dir(workdir: str, step: int) -> str:
+  """Where an evaluation of `step` keeps its finished sample batches until it is done."""
+  return os.path.join(workdir, 'eval', f'step_{step:07d}.progress')
+
+
+def profile_dir(workdir: str) -> str:
+  return os.path.join(workdir, 'profile')
+
+
+def summary_file(workdir: str) -> str:
+  return os.path.join(workdir, 'summary.json')
+
+
+def sweep_log(workdir: str) -> str:
+  return os.path.join(workdir, 'sweep.log')
+
+
+def lock_file(workdir: str) -> str:
+  return os.path.join(workdir, '.lock')
