@@ -157,13 +157,34 @@ def _describe(e: Exception) -> str:
   return f'{type(e).__name__}: {lines[0][:200]}'
 
 
+def newest_compatible_step(directory: str, abstract_state: Any, family: str,
+                           config: ConfigDict) -> int | None:
+  """The newest checkpoint whose metadata reads back, after checking that it belongs to this
+  run (UserError otherwise); None if there is none. Reads only the metadata."""
+  if not os.path.isdir(directory):
+    return None
+  checkpointer = Checkpointer(directory, read_only=True)
+  try:
+    for step in reversed(checkpointer.all_steps()):
+      try:
+        checkpointer.check_compatible(step, abstract_state, family, config)
+        return step
+      except DamagedCheckpoint:
+        continue
+    return None
+  finally:
+    checkpointer.close()
+
+
 def restore_newest_intact(directory: str, abstract_state: Any, family: str,
-                          config: ConfigDict) -> tuple[Any, dict, int] | None:
+                          config: ConfigDict, checked: int | None = None
+                          ) -> tuple[Any, dict, int] | None:
   """Returns (state, data-iterator state, step) of the newest checkpoint that restores, or
   None if there is no checkpoint. Damaged newer ones are moved to `directory`.damaged/STEP
   (never deleted), each with one warning line, once an older one has restored; if none
   restores, nothing is moved and a UserError says so (the fault may not be in the files).
-  Every process must reach the same step: a UserError otherwise."""
+  Every process must reach the same step: a UserError otherwise. `checked`: a step that
+  `newest_compatible_step` has checked already, restored without reading its metadata again."""
   if not os.path.isdir(directory):
     return None
   checkpointer = Checkpointer(directory, read_only=True)
@@ -171,7 +192,8 @@ def restore_newest_intact(directory: str, abstract_state: Any, family: str,
   restored = None
   for step in reversed(checkpointer.all_steps()):
     try:
-      checkpointer.check_compatible(step, abstract_state, family, config)
+      if step != checked:
+        checkpointer.check_compatible(step, abstract_state, family, config)
       restored = (*checkpointer.restore(step, abstract_state), step)
       break
     except DamagedCheckpoint as e:

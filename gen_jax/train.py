@@ -16,7 +16,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluate, layout, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax.checkpoint import Checkpointer, restore_newest_intact
+from gen_jax.checkpoint import Checkpointer, newest_compatible_step, restore_newest_intact
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.lock import hold_workdir
@@ -67,8 +67,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
                                       jax.process_count())
   if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
     pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
-  # The config's checks passed: only now is anything written to the workdir. (Its checkpoints
-  # are checked against this config once the run holds the workdir.)
+  checked = newest_compatible_step(layout.checkpoints(workdir), exp.abstract_state,
+                                   exp.family.name, config)
+  # Every check passed: only now is anything written to the workdir.
   os.makedirs(workdir, exist_ok=True)
   with contextlib.ExitStack() as stack:
     refused = ''
@@ -82,15 +83,17 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       refused = refused or f'workdir {workdir} is in use by another training run'
     if refused:
       raise UserError(refused)
-    return _train(exp, data_iter, config, workdir)
+    return _train(exp, data_iter, config, workdir, checked)
 
 
 def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
-           workdir: str) -> Any:
-  """The run itself, from a checked config and a workdir this process holds."""
+           workdir: str, checked: int | None) -> Any:
+  """The run itself, from a checked config and a workdir this process holds; `checked`: the
+  checkpoint whose metadata matched the config before the workdir was taken."""
   directory = layout.checkpoints(workdir)
   # -------------------------------------------------------------- state
-  restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config)
+  restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config,
+                                   checked)
   latest = None
   if restored is None:
     state = exp.init()
