@@ -4,7 +4,8 @@
       [--batch=100] [--image_size=28] [--channels=1] [--steps=20]
 
 Feeds one fixed random batch in [-1, 1] through the jitted network on all devices and back
-to the host (`metrics.evaluator.embedder`, the path `--mode=eval` takes); prints one line.
+to the host (`evaluators.sample_quality.embedder`, the path `--mode=eval` takes); prints one
+line.
 """
 
 import resource
@@ -15,10 +16,12 @@ import numpy as np
 from absl import app, flags
 
 from gen_jax import cpu_runtime, parallel
-from gen_jax.metrics import evaluator, inception
+from gen_jax.evaluators import sample_quality
+from gen_jax.metrics import inception
 from gen_jax.metrics.features import FeatureNet, load_feature_net
 
-_FEATURES = flags.DEFINE_string('features', None, 'Feature network, as eval.features.')
+_FEATURES = flags.DEFINE_string('features', None,
+                                'Feature network, as a sample_quality evaluator names it.')
 _WEIGHTS = flags.DEFINE_string('inception_weights', None,
                                'Weights file for --features=inception_v3_fid; without one, '
                                'random weights (the speed is the same).')
@@ -36,12 +39,12 @@ def random_inception() -> FeatureNet:
 
 
 def main(_):
+  mesh = parallel.make_mesh()
   if _FEATURES.value == 'inception_v3_fid' and not _WEIGHTS.value:
     net = random_inception()  # throughput does not depend on the weights
   else:
-    net = load_feature_net(_FEATURES.value, _WEIGHTS.value)
-  mesh = parallel.make_mesh()
-  embed = evaluator.embedder(mesh, net)  # what --mode=eval runs, features back on the host
+    net = load_feature_net(_FEATURES.value, mesh, _WEIGHTS.value)
+  embed = sample_quality.embedder(mesh, net)  # what --mode=eval runs, features back on the host
   images = np.random.default_rng(0).uniform(
       -1, 1, (_BATCH.value, _SIZE.value, _SIZE.value, _CHANNELS.value)).astype(np.float32)
   images = jax.device_put(images, jax.sharding.NamedSharding(mesh, parallel.BATCH))

@@ -10,7 +10,7 @@ Not yet run here (no CelebA offline, no GPU); benchmarks/train_throughput.py tim
 Expected on an accelerator: recognisable faces within a few epochs (~3k steps per epoch).
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
@@ -18,4 +18,5 @@ def get_config():
   config.data.update(name='celeb_a', image_size=64, crop_size=108, channels=3, batch_size=64)
   config.model.update(g_channels=(512, 256, 128, 64), d_channels=(64, 128, 256, 512))
   config.train.num_steps = 50000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid',), features='inception_v3_fid')
   return config

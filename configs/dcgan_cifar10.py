@@ -9,11 +9,13 @@ The row beside StudioGAN's CIFAR-10 DCGAN (FID 49.0, 10k samples against test). 
 protocol, not the architecture. Not yet run here (no CIFAR-10 offline, no GPU).
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
   config = family_config('gan')
   config.data.update(name='cifar10', image_size=32, channels=3, batch_size=64)
   config.train.num_steps = 100000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid', 'inception_score'),
+                               features='inception_v3_fid')
   return config

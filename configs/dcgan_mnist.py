@@ -10,7 +10,7 @@ crisp, diverse digits (docs/dcgan_mnist_samples.png) and, in classifier space
 experiments/BASELINES.md.
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import classifier_fid, family_config
 
 
 def get_config():
@@ -20,4 +20,5 @@ def get_config():
   config.train.num_steps = 12000
   config.train.log_every = 200
   config.checkpoint.every_steps = config.sample.every_steps = 3000
+  config.evals.fid = classifier_fid('runs/classifier_mnist')
   return config

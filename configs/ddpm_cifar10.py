@@ -11,7 +11,7 @@ Not yet run here: 800k steps need accelerators (the paper: 21 steps/s on a TPU v
 10.6 hours in all).
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
@@ -21,5 +21,8 @@ def get_config():
   config.train.log_every = 1000
   config.checkpoint.every_steps = 10_000
   config.sample.every_steps = 50_000
-  config.eval.update(num_examples=10000, batch_size=128, num_samples=50000)
+  config.eval.batch_size = 128
+  config.evals.likelihood.num_examples = 10000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid', 'inception_score'),
+                               num_samples=50000, features='inception_v3_fid')
   return config

@@ -11,7 +11,7 @@ al. (2018), table 2, for this network (their ResNet reaches FID 21.7); compare o
 same FID protocol.
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
@@ -22,4 +22,6 @@ def get_config():
   config.optim.update(learning_rate=1e-4, b2=0.9)
   config.optim_d.learning_rate = 1e-4
   config.train.num_steps = 100000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid', 'inception_score'),
+                               features='inception_v3_fid')
   return config

@@ -13,7 +13,7 @@ CIFAR-10 offline, no GPU). Published: Miyato et al. (2018), table 2, FID 21.7 an
 score 8.22 for this model; compare only under the same FID protocol.
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
@@ -24,4 +24,6 @@ def get_config():
   config.gan.update(loss='hinge', n_critic=5)
   config.optim.update(schedule='cosine', b1=0.0, b2=0.9, ema_decay=0.9999)
   config.train.num_steps = 50000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid', 'inception_score'),
+                               features='inception_v3_fid')
   return config

@@ -18,6 +18,8 @@ def get_config():
   config.model.update(hidden=128, latent_dim=8, likelihood='logistic')
   config.optim.ema_decay = 0.99
   config.train.num_steps = 2000
-  config.checkpoint.every_steps = config.sample.every_steps = config.eval.every_steps = 500
-  config.eval.update(num_examples=297, batch_size=99, iw_samples=100, iw_chunk=50)
+  config.checkpoint.every_steps = config.sample.every_steps = 500
+  config.eval.update(batch_size=99, iw_samples=100, iw_chunk=50)
+  config.evals.likelihood.update(every_steps=500, num_examples=297)
+  config.evals.reconstruction.num_examples = 297
   return config

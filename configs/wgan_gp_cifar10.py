@@ -17,7 +17,7 @@ igul222/improved_wgan_training gan_cifar_resnet.py); the D lacks only the bias o
 linear layer (1,053,824 against 1,053,825), as in SN-GAN's reference.
 """
 
-from gen_jax.config_lib import family_config
+from gen_jax.config_lib import evaluator, family_config
 
 
 def get_config():
@@ -28,4 +28,6 @@ def get_config():
   config.optim.update(learning_rate=1e-4, schedule='cosine', b2=0.9)
   config.optim_d.learning_rate = 1e-4
   config.train.num_steps = 100000
+  config.evals.fid = evaluator('sample_quality', metrics=('fid', 'inception_score'),
+                               features='inception_v3_fid')
   return config

@@ -18,9 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
+from gen_jax import layout
+from gen_jax import state as state_lib
 from gen_jax.errors import UserError
+from gen_jax.families import Family, get_family
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +242,17 @@ def restore_checkpoint(directory: str, abstract_state: Any, family: str,
   state, _ = checkpointer.restore(step, abstract_state)
   checkpointer.close()
   return state, step
+
+
+def restore_run(workdir: str, mesh: Mesh) -> tuple[ConfigDict, Family, Any]:
+  """Returns (config, family, state) of the run in `workdir`: its config.json, the family it
+  builds, and its newest checkpoint's state replicated on `mesh`."""
+  path = layout.config_file(workdir)
+  if not os.path.exists(path):
+    raise UserError(f'no config.json there: train a run into {workdir} first')
+  with open(path) as f:
+    config = ConfigDict(json.load(f))
+  family = get_family(config)
+  abstract_state = jax.eval_shape(state_lib.initializer(family, config, mesh))
+  state, _ = restore_checkpoint(layout.checkpoints(workdir), abstract_state, family.name)
+  return config, family, state

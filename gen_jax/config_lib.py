@@ -55,24 +55,59 @@ def base_config() -> ConfigDict:
   c.sample.num = 64  # images written by --mode=sample
   c.sample.grid = 64  # images in the grids written during training
 
-  c.eval = ConfigDict()
-  c.eval.every_steps = 0  # 0: no eval during training
-  c.eval.num_examples = 1000  # test examples for likelihood metrics; 0: none
-  c.eval.batch_size = 100
-  c.eval.metrics = ()  # sample-quality metrics: some of fid, kid, precision_recall, inception_score
-  c.eval.num_samples = 10000  # samples generated for them
-  c.eval.features = ''  # feature network: inception_v3_fid or classifier:WORKDIR
-  c.eval.inception_weights = config_dict.placeholder(str)  # FID Inception weights file
-  c.eval.reference_num = 10000  # examples of data.eval_split for the reference statistics
-  c.eval.reference_dir = config_dict.placeholder(str)  # None: DATA_DIR/gen_jax_reference
+  c.eval = ConfigDict()  # shared by the evaluators and by --mode=eval
+  c.eval.batch_size = 100  # global batch of test examples or samples
+  c.eval.only = ''  # --mode=eval: the evaluators to run, comma-separated; '': all of them
   c.eval.watch = False  # --mode=eval: evaluate each new checkpoint until train.num_steps
   c.eval.watch_interval = 30  # seconds between looks for a new checkpoint
+  # The evaluators, NAME -> evaluator(TYPE, ...): each runs every `every_steps` during
+  # training (0: only in --mode=eval) and writes its own metrics lines (gen_jax.evaluators).
+  c.evals = ConfigDict()
 
   c.runtime = ConfigDict()
   # The layers' implementation (gen_jax.nn.kernels): 'xla' (plain flax / lax), 'cpu' (the
   # XLA:CPU kernels) or 'auto' ('cpu' on a CPU backend, else 'xla').
   c.runtime.kernels = 'auto'
   return c
+
+
+# The metrics a sample_quality evaluator computes.
+FID_METRICS = ('fid', 'kid', 'precision_recall', 'inception_score')
+# Each evaluator type's keys and defaults; `every_steps` 0: only in --mode=eval.
+EVALUATORS = {
+    # The family's per-example test metrics (its eval_step) over the first `num_examples`
+    # examples of data.eval_split: ELBO and IWAE NLL, bits/dim, a classifier's accuracy.
+    'likelihood': dict(every_steps=0, num_examples=1000),
+    # Mean squared error and PSNR of the family's reconstructions of test examples.
+    'reconstruction': dict(every_steps=0, num_examples=1000),
+    # `metrics` (some of fid, kid, precision_recall, inception_score) of `num_samples`
+    # samples against the first `reference_num` examples of data.eval_split, in the space of
+    # `features` (inception_v3_fid, with the weights file `inception_weights`, or
+    # classifier:WORKDIR); reference statistics cached in `reference_dir` (None:
+    # DATA_DIR/gen_jax_reference).
+    'sample_quality': dict(every_steps=0, metrics=('fid',), num_samples=10000, features='',
+                           inception_weights=config_dict.placeholder(str),
+                           reference_num=10000, reference_dir=config_dict.placeholder(str)),
+}
+
+
+def evaluator(kind: str, **values) -> ConfigDict:
+  """Returns the config of one evaluator: {'type': kind} and the type's keys, `values`
+  overriding their defaults (a config then sets config.evals.NAME to it)."""
+  if kind not in EVALUATORS:
+    raise UserError(f'evaluator type {kind!r}: expected one of {sorted(EVALUATORS)}')
+  unknown = set(values) - set(EVALUATORS[kind])
+  if unknown:
+    raise UserError(f'evaluator {kind!r} has no keys {sorted(unknown)}; its keys: '
+                    f'{sorted(EVALUATORS[kind])}')
+  return ConfigDict({'type': kind, **EVALUATORS[kind], **values})
+
+
+def classifier_fid(workdir: str, **values) -> ConfigDict:
+  """A sample_quality evaluator of all FID_METRICS in the feature space of the classifier
+  trained in `workdir` (configs/classifier_*.py); `values` override its keys."""
+  return evaluator('sample_quality', **{'metrics': FID_METRICS,
+                                        'features': f'classifier:{workdir}', **values})
 
 
 def _gan(c: ConfigDict) -> None:
@@ -104,6 +139,7 @@ def _ddpm(c: ConfigDict) -> None:
   c.optim.warmup_steps = 5000
   c.optim.grad_clip = 1.0
   c.optim.ema_decay = 0.9999
+  c.evals.likelihood = evaluator('likelihood')  # bits/dim
 
 
 def _vae(c: ConfigDict) -> None:
@@ -111,14 +147,17 @@ def _vae(c: ConfigDict) -> None:
   c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
   c.loss = dict(beta=1.0)
   c.optim.ema_decay = 0.999
-  c.eval.iw_samples = 1000  # importance samples for the NLL bound; 0: none
+  c.eval.iw_samples = 1000  # importance samples for the likelihood's NLL bound; 0: none
   c.eval.iw_chunk = 100  # of them per pass
+  c.evals.likelihood = evaluator('likelihood')  # ELBO and IWAE NLL
+  c.evals.reconstruction = evaluator('reconstruction')
 
 
 def _classifier(c: ConfigDict) -> None:
   c.model = dict(channels=(32, 64), features=128, num_classes=10)
   c.optim.ema_decay = 0.999
   c.sample.every_steps = 0
+  c.evals.likelihood = evaluator('likelihood')  # test NLL of the labels and accuracy
 
 
 FAMILIES = {'gan': _gan, 'ddpm': _ddpm, 'vae': _vae, 'classifier': _classifier}
@@ -146,15 +185,17 @@ def validate(config: ConfigDict) -> None:
               'sample.num'):
     value = _get(config, key)
     _check(value > 0, f'{key}={value}: expected a positive integer')
-  for key in ('checkpoint.every_steps', 'sample.every_steps', 'eval.every_steps',
-              'eval.num_examples', 'data.crop_size', 'data.num_threads', 'optim.grad_clip',
-              'optim.warmup_steps', 'train.profile_steps'):
+  for key in ('checkpoint.every_steps', 'sample.every_steps', 'data.crop_size',
+              'data.num_threads', 'optim.grad_clip', 'optim.warmup_steps', 'train.profile_steps'):
     value = _get(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
   _check(0.0 <= config.optim.ema_decay < 1.0,
          f'optim.ema_decay={config.optim.ema_decay}: expected a value in [0, 1)')
-  _check(not config.eval.metrics or bool(config.eval.features),
-         f'eval.metrics={tuple(config.eval.metrics)} needs eval.features')
+  for name, spec in config.evals.items():
+    _check(spec.get('type') in EVALUATORS, f'evals.{name}.type={spec.get("type")!r}: expected '
+           f'one of {sorted(EVALUATORS)} (set it with config_lib.evaluator)')
+    _check(spec.every_steps >= 0,
+           f'evals.{name}.every_steps={spec.every_steps}: expected 0 or a positive integer')
   examples = config.train.num_steps * config.data.batch_size
   _check(examples < 2 ** 31,  # example ids are int32 stream positions
          f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')

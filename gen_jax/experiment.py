@@ -15,7 +15,9 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from gen_jax import parallel
+from gen_jax import state as state_lib
 from gen_jax.data import augment
+from gen_jax.evaluators.run import Run
 from gen_jax.families import Family, get_family
 from gen_jax.parallel import BATCH, REPLICATED
 from gen_jax.rng import Keys, step_key
@@ -43,12 +45,7 @@ def build(config: ConfigDict) -> Experiment:
   family = get_family(config)
   keys = Keys.from_seed(config.seed)
   data = config.data
-  shape = (1, data.image_size, data.image_size, data.channels)
-
-  def init_state():
-    return family.init(keys.init, jnp.zeros(shape, jnp.float32))
-
-  init = jax.jit(init_state, out_shardings=parallel.replicated(mesh))
+  init = state_lib.initializer(family, config, mesh)
   abstract_state = jax.eval_shape(init)
 
   def train_step(state, batch):
@@ -99,3 +96,11 @@ def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int 
                        jax.sharding.NamedSharding(exp.mesh, BATCH))
   images = multihost_utils.process_allgather(exp.sample(params, rng, ids), tiled=True)
   return np.asarray(images)[:num]
+
+
+def eval_run(exp: Experiment) -> Run:
+  """What the evaluators see of `exp`."""
+  c = exp.config
+  return Run(data=c.data, batch_size=c.eval.batch_size, seed=c.seed, key=exp.keys.eval,
+             mesh=exp.mesh, eval_step=exp.eval_step, sample=exp.sample,
+             reconstruct=exp.reconstruct)

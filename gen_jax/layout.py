@@ -6,7 +6,8 @@
   tensorboard/                 the same scalars, and the image grids
   samples/                     grids written during training (NAME_step_STEP.png) and the
                                samples of --mode=sample (samples.npz)
-  eval/step_STEP.json          --mode=eval results; eval/step_STEP.progress/ while running
+  eval/NAME/step_STEP.json     evaluator NAME's --mode=eval result for checkpoint STEP;
+                               eval/NAME/step_STEP.progress/ while it runs
   profile/                     JAX profiler traces (train.profile_steps)
   summary.json                 --mode=summary
   sweep.log                    the output of a sweep point's run
@@ -46,13 +47,13 @@ def samples_file(workdir: str) -> str:
   return os.path.join(samples_dir(workdir), 'samples.npz')
 
 
-def eval_file(workdir: str, step: int) -> str:
-  return os.path.join(workdir, 'eval', f'step_{step:07d}.json')
+def eval_file(workdir: str, evaluator: str, step: int) -> str:
+  return os.path.join(workdir, 'eval', evaluator, f'step_{step:07d}.json')
 
 
-def eval_progress_dir(workdir: str, step: int) -> str:
+def eval_progress_dir(workdir: str, evaluator: str, step: int) -> str:
   """Where an evaluation of `step` keeps its finished sample batches until it is done."""
-  return os.path.join(workdir, 'eval', f'step_{step:07d}.progress')
+  return os.path.join(workdir, 'eval', evaluator, f'step_{step:07d}.progress')
 
 
 def profile_dir(workdir: str) -> str:

@@ -54,14 +54,20 @@ class MetricWriter:
         f.writelines(kept)
       os.replace(tmp, self.jsonl_path)
 
-  def write_scalars(self, step: int, split: str, scalars: dict[str, float]) -> None:
+  def write_scalars(self, step: int, split: str, scalars: dict[str, float],
+                    evaluator: str | None = None) -> None:
+    """One line {"step", "split"[, "evaluator"], NAME: value, ...}; TensorBoard tags
+    SPLIT/NAME, or SPLIT/EVALUATOR/NAME for an evaluator's metrics."""
     if not self.is_primary:
       return
-    record = {'step': int(step), 'split': split, **{k: float(v) for k, v in scalars.items()}}
+    source = {'evaluator': evaluator} if evaluator else {}
+    record = {'step': int(step), 'split': split, **source,
+              **{k: float(v) for k, v in scalars.items()}}
     with open(self.jsonl_path, 'a') as f:
       f.write(json.dumps(record) + '\n')
+    prefix = f'{split}/{evaluator}' if evaluator else split
     for name, value in scalars.items():
-      self._tb.add_scalar(f'{split}/{name}', float(value), int(step))
+      self._tb.add_scalar(f'{prefix}/{name}', float(value), int(step))
     self._tb.flush()
 
   def write_grid(self, step: int, name: str, images: np.ndarray) -> str | None:

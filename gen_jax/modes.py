@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluate, images, layout
+from gen_jax import config_lib, evaluators, images, layout
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
 from gen_jax.errors import UserError
@@ -20,46 +20,59 @@ from gen_jax.metric_writer import MetricWriter
 log = logging.getLogger(__name__)
 
 
-def _evaluate_step(exp: experiment_lib.Experiment, workdir: str, step: int) -> dict:
-  """Evaluates checkpoint `step`: eval/step_N.json (metrics + protocol), a metrics line."""
+def _evaluate_step(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator],
+                   workdir: str, step: int) -> dict[str, dict[str, float]]:
+  """Runs `evals` on checkpoint `step`; each writes eval/NAME/step_N.json (its metrics and
+  protocol) and a metrics line. Returns {name: metrics}."""
   state, _ = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
                                 exp.family.name, step)
-  path, progress = layout.eval_file(workdir, step), layout.eval_progress_dir(workdir, step)
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-  metrics, protocol = evaluate.evaluate(exp, state, progress)
-  if jax.process_index() == 0:
-    record = {'step': step, 'split': exp.config.data.eval_split, **metrics}
-    with open(path, 'w') as f:
-      json.dump(record | ({'protocol': protocol} if protocol else {}), f, indent=2)
-    writer = MetricWriter(workdir, is_primary=True)
-    writer.write_scalars(step, 'eval', metrics)
+  primary = jax.process_index() == 0
+  writer = MetricWriter(workdir, is_primary=primary)
+  results = {}
+  try:
+    for evaluator in evals:
+      path = layout.eval_file(workdir, evaluator.name, step)
+      progress = layout.eval_progress_dir(workdir, evaluator.name, step)
+      if primary:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+      metrics, protocol = evaluators.record(evaluator, state, step, writer, progress)
+      if primary:
+        record = {'step': step, 'evaluator': evaluator.name,
+                  'split': exp.config.data.eval_split, **metrics}
+        with open(path, 'w') as f:
+          json.dump(record | ({'protocol': protocol} if protocol else {}), f, indent=2)
+        shutil.rmtree(progress, ignore_errors=True)
+      results[evaluator.name] = metrics
+  finally:
     writer.close()
-    shutil.rmtree(progress, ignore_errors=True)
-  log.info('Eval of step %d: %s', step, metrics)
-  return metrics
+  return results
 
 
-def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the newest checkpoint. With `eval.watch`, an evaluation job beside training:
-  evaluates each new checkpoint (skipping those with a result) until train.num_steps.
+def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str, float]]:
+  """Runs the evaluators of `eval.only` (default: all of config.evals) on the newest
+  checkpoint. With `eval.watch`, an evaluation job beside training: evaluates each new
+  checkpoint (each evaluator that has no result for it yet) until train.num_steps.
 
-  Returns the metrics of the last checkpoint evaluated.
+  Returns {evaluator name: metrics} of the last checkpoint evaluated.
   """
   config_lib.validate(config)
   exp = experiment_lib.build(config)
+  evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),
+                           evaluators.selected(config.evals, config.eval.only))
   directory = layout.checkpoints(workdir)
-  metrics, evaluated = {}, None
+  results, evaluated = {}, None
   while True:
     step = latest_step(directory)
     if step is None and not config.eval.watch:
       raise UserError(f'no checkpoint in {directory}: run --mode=train first')
-    done = step is not None and os.path.exists(layout.eval_file(workdir, step))
-    if step is not None and step != evaluated and not (config.eval.watch and done):
-      metrics = _evaluate_step(exp, workdir, step)
+    if step is not None and step != evaluated:
+      todo = [e for e in evals if not (config.eval.watch and
+                                       os.path.exists(layout.eval_file(workdir, e.name, step)))]
+      if todo:
+        results = _evaluate_step(exp, todo, workdir, step)
       evaluated = step
     if not config.eval.watch or (step is not None and step >= config.train.num_steps):
-      return metrics
+      return results
     time.sleep(config.eval.watch_interval)
 
 

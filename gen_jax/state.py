@@ -1,11 +1,17 @@
 """The one train state of every family, and its parameter update with EMA."""
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+
+from gen_jax import parallel
+from gen_jax.rng import Keys
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -29,6 +35,17 @@ def create(params: Any, tx: optax.GradientTransformation, model_state: Any = Non
   """Returns the state at step 0: EMA equal to `params`, fresh optimizer state."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     ema_params=params, model_state={} if model_state is None else model_state)
+
+
+def initializer(family: Any, config: ConfigDict, mesh: Mesh) -> Callable[[], 'TrainState']:
+  """Returns the jitted init of `family` (a `gen_jax.families.Family`) for `config`: the
+  state at step 0 from the seed's init key, replicated on `mesh`. `jax.eval_shape` of it is
+  the abstract state that checkpoints restore into."""
+  data = config.data
+  shape = (1, data.image_size, data.image_size, data.channels)
+  key = Keys.from_seed(config.seed).init
+  return jax.jit(lambda: family.init(key, jnp.zeros(shape, jnp.float32)),
+                 out_shardings=parallel.replicated(mesh))
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:

@@ -110,23 +110,21 @@ def mismatch(workdir: str, point: Point) -> str:
 
 
 def results_of(workdir: str) -> dict[str, Any]:
-  """The last train metrics and the latest eval metrics of a run, keyed 'train/NAME',
-  'eval/NAME' (from metrics.jsonl: training's own evals and `--mode=eval` ones)."""
+  """The last train metrics and each evaluator's latest metrics of a run, keyed
+  'train/NAME' and 'eval/EVALUATOR/NAME' (from metrics.jsonl: training's own evaluations and
+  `--mode=eval` ones)."""
   last: dict[str, dict] = {}
   try:
     with open(layout.metrics_file(workdir)) as f:
       for line in f:
         row = json.loads(line)
-        if row['step'] >= last.get(row['split'], {}).get('step', -1):
-          last[row['split']] = row
-  except (OSError, ValueError):
+        source = '/'.join(filter(None, (row.pop('split'), row.pop('evaluator', None))))
+        if row['step'] >= last.get(source, {}).get('step', -1):
+          last[source] = row
+  except (OSError, ValueError, KeyError):
     pass
-  out: dict[str, Any] = {}
-  for split in ('train', 'eval'):
-    for key, value in last.get(split, {}).items():
-      if key != 'split':
-        out[f'{split}/{key}'] = value
-  return out
+  return {f'{source}/{key}': value for source in sorted(last, key=lambda s: s != 'train')
+          for key, value in last[source].items()}
 
 
 def write_results(root: str, rows: list[dict[str, Any]]) -> None:

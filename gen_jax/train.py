@@ -14,11 +14,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluate, layout, parallel
+from gen_jax import config_lib, evaluators, layout, parallel
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import Checkpointer, newest_compatible_step, restore_newest_intact
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
+from gen_jax.evaluators.run import batches
 from gen_jax.lock import hold_workdir
 from gen_jax.metric_writer import MetricWriter
 
@@ -65,8 +66,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   exp = experiment_lib.build(config)
   data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
                                       jax.process_count())
-  if config.eval.every_steps or (config.sample.every_steps and exp.reconstruct is not None):
-    pipeline.eval_source(config.data, config.data.eval_split, config.eval.num_examples)
+  evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),
+                           evaluators.in_training(config.evals))
+  if config.sample.every_steps and exp.reconstruct is not None:
+    pipeline.eval_source(config.data, config.data.eval_split, _pairs(config), 'sample.grid')
   checked = newest_compatible_step(layout.checkpoints(workdir), exp.abstract_state,
                                    exp.family.name, config)
   # Every check passed: only now is anything written to the workdir.
@@ -83,11 +86,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       refused = refused or f'workdir {workdir} is in use by another training run'
     if refused:
       raise UserError(refused)
-    return _train(exp, data_iter, config, workdir, checked)
+    return _train(exp, evals, data_iter, config, workdir, checked)
 
 
-def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
-           workdir: str, checked: int | None) -> Any:
+def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], data_iter: Any,
+           config: ConfigDict, workdir: str, checked: int | None) -> Any:
   """The run itself, from a checked config and a workdir this process holds; `checked`: the
   checkpoint whose metadata matched the config before the workdir was taken."""
   directory = layout.checkpoints(workdir)
@@ -140,7 +143,7 @@ def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
       log_now = due(step, config.train.log_every, is_last)
       save_now = is_last or due(step, config.checkpoint.every_steps, False)
       sample_now = exp.sample is not None and due(step, config.sample.every_steps, is_last)
-      eval_now = due(step, config.eval.every_steps, is_last)
+      eval_now = [e for e in evals if due(step, e.every_steps, is_last)]
       if log_now or save_now or sample_now or eval_now:
         check_finite(pending, last_checkpoint)
         pending = []
@@ -156,10 +159,12 @@ def _train(exp: experiment_lib.Experiment, data_iter: Any, config: ConfigDict,
                  steps_per_sec, _format_seconds(eta))
         window_start, window_steps = now, 0
       # Hooks run before the save, so a run killed after it has written everything of the step.
+      hooks_start = time.perf_counter()
       if sample_now:
         write_samples(exp, state, writer, step)
-      if eval_now:
-        writer.write_scalars(step, 'eval', evaluate.evaluate(exp, state)[0])
+      for evaluator in eval_now:
+        evaluators.record(evaluator, state, step, writer)
+      window_start += time.perf_counter() - hooks_start  # steps/s: training steps only
       if save_now:
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
         last_checkpoint = step
@@ -188,9 +193,15 @@ def write_samples(exp: experiment_lib.Experiment, state: Any, writer: MetricWrit
   images = experiment_lib.generate(exp, state.ema_params, exp.keys.sample, exp.config.sample.grid)
   writer.write_grid(step, 'samples', images)
   if exp.reconstruct is not None:
-    batch = parallel.shard_batch(evaluate.first_eval_batch(exp), exp.mesh)
+    num = _pairs(exp.config)
+    batch = next(batches(experiment_lib.eval_run(exp), exp.config.data.eval_split, num))
     originals, recon = (np.asarray(multihost_utils.process_allgather(x, tiled=True))
                         for x in exp.reconstruct(state.ema_params, batch))
     pairs = np.stack([originals, recon], axis=1).reshape(-1, *recon.shape[1:])
-    writer.write_grid(step, 'reconstructions', pairs[:2 * (exp.config.sample.grid // 2)])
+    writer.write_grid(step, 'reconstructions', pairs[:2 * num])
+
+
+def _pairs(config: ConfigDict) -> int:
+  """Test images shown beside their reconstructions in a grid of `sample.grid` images."""
+  return max(1, min(config.sample.grid // 2, config.eval.batch_size))
 

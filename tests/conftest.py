@@ -64,9 +64,10 @@ def digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
   return ['--config=configs/vae_digits.py', f'--workdir={workdir}',
           f'--config.data.data_dir={tfds_dir}', '--config.data.image_size=8',
           '--config.data.batch_size=16', '--config.model.hidden=32',
-          '--config.model.channels=(8,16)', '--config.eval.num_examples=32',
-          '--config.eval.batch_size=16', '--config.eval.iw_samples=8',
-          '--config.eval.iw_chunk=4', '--config.sample.grid=16', *overrides]
+          '--config.model.channels=(8,16)', '--config.evals.likelihood.num_examples=32',
+          '--config.evals.reconstruction.num_examples=32', '--config.eval.batch_size=16',
+          '--config.eval.iw_samples=8', '--config.eval.iw_chunk=4', '--config.sample.grid=16',
+          *overrides]
 
 
 def gan_digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
@@ -75,8 +76,7 @@ def gan_digits_args(workdir: str, tfds_dir: str, *overrides: str) -> list[str]:
           f'--config.data.data_dir={tfds_dir}', '--config.data.name=digits',
           '--config.data.image_size=8', '--config.data.batch_size=32',
           '--config.model.g_channels=(32,)', '--config.model.d_channels=(16,32)',
-          '--config.eval.num_examples=96', '--config.eval.batch_size=96',
-          '--config.sample.grid=16', *overrides]
+          '--config.eval.batch_size=96', '--config.sample.grid=16', *overrides]
 
 
 def run_experiment(workdir: str):
@@ -94,6 +94,28 @@ def restore_run(workdir: str):
   from gen_jax.checkpoint import restore_checkpoint
   exp = run_experiment(workdir)
   return restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state, exp.family.name)
+
+
+def read_scalar_tags(workdir: str) -> dict[str, list[int]]:
+  """{tag: [steps]} of the scalars in the run's TensorBoard event files (TFRecord framing:
+  length, its CRC, the Event proto, its CRC)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  tags: dict[str, list[int]] = {}
+  folder = os.path.join(workdir, 'tensorboard')
+  for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          tags.setdefault(value.tag, []).append(event.step)
+  return tags
 
 
 def read_json(path: str) -> dict:

@@ -20,8 +20,7 @@ import pytest
 from tests.conftest import REPO, run_cli
 
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures', 'main_0a47d4a')
-COMMON = ('--config.sample.num=8', '--config.eval.batch_size=8',
-          '--config.eval.num_examples=8', '--config.optim.name=sgd',
+COMMON = ('--config.sample.num=8', '--config.eval.batch_size=8', '--config.optim.name=sgd',
           '--config.optim.learning_rate=0.01')
 RUNS = {
     'vae': ('vae_digits.py', '--config.data.image_size=8', '--config.data.batch_size=16',

@@ -17,7 +17,7 @@ def trained(tmp_path_factory, tfds_dir):
   workdir = str(tmp_path_factory.mktemp('trained'))
   args = digits_args(workdir, tfds_dir, '--config.train.num_steps=40',
                      '--config.train.log_every=10', '--config.checkpoint.every_steps=20',
-                     '--config.sample.every_steps=40', '--config.eval.every_steps=40')
+                     '--config.sample.every_steps=40', '--config.evals.likelihood.every_steps=40')
   run_cli(*args)
   return workdir, args
 
@@ -79,7 +79,7 @@ def test_sample_mode_writes_uint8_images(trained):
 def test_eval_mode_matches_the_in_training_eval(trained):
   workdir, args = trained
   run_cli(*args, '--mode=eval')
-  result = read_json(os.path.join(workdir, 'eval', 'step_0000040.json'))
+  result = read_json(os.path.join(workdir, 'eval', 'likelihood', 'step_0000040.json'))
   in_training = read_metrics(workdir, 'eval')[0]
   for key in ('elbo', 'nll_iw', 'kl', 'bpd', 'nll_bpd'):
     assert result[key] == pytest.approx(in_training[key], rel=1e-6)
@@ -128,7 +128,7 @@ def test_workdir_of_another_model_is_refused_and_kept(trained):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tfds_dir):
   workdir = str(tmp_path / 'run')
   common = ['--config.checkpoint.every_steps=10', '--config.train.log_every=5',
-            '--config.sample.every_steps=0', '--config.eval.every_steps=0']
+            '--config.sample.every_steps=0', '--config.evals.likelihood.every_steps=0']
   run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=20', *common))
   result = run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=60',
                                 '--config.optim.learning_rate=1e30', *common), check=False)
@@ -144,7 +144,7 @@ def test_profile_steps_write_a_trace(tmp_path, tfds_dir):
   workdir = str(tmp_path / 'run')
   run_cli(*digits_args(workdir, tfds_dir, '--config.train.num_steps=12',
                        '--config.train.profile_steps=3', '--config.sample.every_steps=0',
-                       '--config.eval.every_steps=0'))
+                       '--config.evals.likelihood.every_steps=0'))
   traces = [f for _, _, files in os.walk(os.path.join(workdir, 'profile')) for f in files
             if f.endswith('.xplane.pb')]
   assert len(traces) == 1

@@ -16,7 +16,7 @@ from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore
 def args(workdir, tfds_dir, num_steps, *extra):
   return digits_args(workdir, tfds_dir, f'--config.train.num_steps={num_steps}',
                      '--config.checkpoint.every_steps=20', '--config.checkpoint.max_to_keep=10',
-                     '--config.sample.every_steps=0', '--config.eval.every_steps=0',
+                     '--config.sample.every_steps=0', '--config.evals.likelihood.every_steps=0',
                      '--config.train.log_every=1', '--config.model.hidden=512', *extra)
 
 

@@ -1,7 +1,7 @@
 """The package's layering: models import only the layer library, flax, jax and numpy; the
 CPU kernels are imported by the layer library only; families hold math, not the data
-pipeline, the mesh, checkpoints or the training loop; only `layout` spells out the workdir;
-importing gen_jax changes nothing."""
+pipeline, the mesh, checkpoints or the training loop; evaluators and metrics see no
+experiment; only `layout` spells out the workdir; importing gen_jax changes nothing."""
 
 import ast
 import os
@@ -59,6 +59,14 @@ def test_families_import_no_pipeline_mesh_checkpoint_or_loop():
         f'gen_jax.parallel.{name}' for name in collectives}, path
     assert _attributes_of(path, 'parallel') <= collectives, (path, _attributes_of(
         path, 'parallel'))
+
+
+def test_evaluators_and_metrics_see_no_experiment_or_loop():
+  forbidden = ('gen_jax.experiment', 'gen_jax.train', 'gen_jax.modes', 'gen_jax.sweep')
+  for folder in ('evaluators', 'metrics'):
+    for path in _python_files(os.path.join(PACKAGE, folder)):
+      for module in _imports(path):
+        assert not module.startswith(forbidden), f'{path} imports {module}'
 
 
 def test_only_layout_names_the_workdir_files():

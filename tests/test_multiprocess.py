@@ -66,7 +66,7 @@ def run_args(workdir, tfds_dir, num_steps):
   return digits_args(workdir, tfds_dir, '--config.data.batch_size=32',
                      f'--config.train.num_steps={num_steps}', '--config.train.log_every=1',
                      '--config.checkpoint.every_steps=5', '--config.sample.every_steps=0',
-                     '--config.eval.every_steps=0', '--config.data.random_flip=True',
+                     '--config.evals.likelihood.every_steps=0', '--config.data.random_flip=True',
                      '--config.eval.batch_size=32')
 
 

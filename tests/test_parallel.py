@@ -37,7 +37,7 @@ def test_vae_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, optimizer, lr):
   assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: digits_args(
       workdir, tfds_dir, f'--config.optim.name={optimizer}', f'--config.optim.learning_rate={lr}',
       '--config.data.batch_size=32', '--config.sample.every_steps=0',
-      '--config.eval.every_steps=0', '--config.data.random_flip=True',
+      '--config.evals.likelihood.every_steps=0', '--config.data.random_flip=True',
       '--config.data.binarize=True', '--config.model.likelihood=bernoulli'), num_steps=20)
 
 

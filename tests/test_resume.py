@@ -15,7 +15,7 @@ from tests.conftest import REPO, digits_args, gan_digits_args, read_metrics, res
 
 def vae_args(workdir, tfds_dir):
   return digits_args(workdir, tfds_dir, '--config.train.log_every=1',
-                     '--config.sample.every_steps=0', '--config.eval.every_steps=0',
+                     '--config.sample.every_steps=0', '--config.evals.likelihood.every_steps=0',
                      '--config.data.random_flip=True', '--config.data.binarize=True',
                      '--config.model.likelihood=bernoulli')
 

@@ -32,8 +32,8 @@ def test_sweep_runs_points_writes_results_and_skips_finished_ones(tmp_path, tfds
   sweep_file, root = tmp_path / 'beta.py', str(tmp_path / 'sweep')
   sweep_file.write_text(SWEEP)
   common = [f'--config.data.data_dir={tfds_dir}', '--config.train.num_steps=40',
-            '--config.train.log_every=20', '--config.eval.every_steps=40',
-            '--config.eval.num_examples=32', '--config.eval.batch_size=16',
+            '--config.train.log_every=20', '--config.evals.likelihood.every_steps=40',
+            '--config.evals.likelihood.num_examples=32', '--config.eval.batch_size=16',
             '--config.eval.iw_samples=0', '--config.sample.every_steps=0',
             '--config.checkpoint.every_steps=40']
   out = sweep(str(sweep_file), f'--root={root}', '--parallel=2', *common)
@@ -47,10 +47,10 @@ def test_sweep_runs_points_writes_results_and_skips_finished_ones(tmp_path, tfds
     train, evals = read_metrics(workdir), read_metrics(workdir, 'eval')
     assert int(row['train/step']) == train[-1]['step'] == 40
     assert float(row['train/elbo']) == train[-1]['elbo']
-    assert float(row['eval/elbo']) == evals[-1]['elbo']
+    assert float(row['eval/likelihood/elbo']) == evals[-1]['elbo']
   table = open(os.path.join(root, 'results.md')).read().splitlines()
   assert table[0].startswith('| point | status | loss.beta |') and len(table) == 4
-  assert f'{float(rows[1]["eval/elbo"]):.4g}' in table[3]
+  assert f'{float(rows[1]["eval/likelihood/elbo"]):.4g}' in table[3]
 
   mtimes = [os.path.getmtime(os.path.join(root, r['point'], 'metrics.jsonl')) for r in rows]
   again = sweep(str(sweep_file), f'--root={root}', *common)

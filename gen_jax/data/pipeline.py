@@ -114,11 +114,13 @@ def train_iterator(data: ConfigDict, seed: int, process_index: int, process_coun
   return iter(ds.to_iter_dataset(read_options))
 
 
-def eval_source(data: ConfigDict, split: str, num_examples: int) -> Any:
-  """Returns the source of `split`, checked to hold at least `num_examples` examples."""
+def eval_source(data: ConfigDict, split: str, num_examples: int,
+                key: str = 'num_examples') -> Any:
+  """Returns the source of `split`, checked to hold at least `num_examples` examples (a
+  UserError names the config `key` that asked for them)."""
   source = load_source(data, split)
   if num_examples > len(source):
-    raise UserError(f'eval.num_examples={num_examples} but split {split!r} of {data.name!r} '
+    raise UserError(f'{key}={num_examples} but split {split!r} of {data.name!r} '
                     f'holds only {len(source)} examples')
   return source
 

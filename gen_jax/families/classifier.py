@@ -1,6 +1,6 @@
 """Classifier family: cross-entropy on labels. It trains through the same loop and
 checkpoints as the generative families, and its penultimate features define FID in
-classifier space (`eval.features = 'classifier:WORKDIR'`)."""
+classifier space (a sample_quality evaluator's `features='classifier:WORKDIR'`)."""
 
 import jax
 import jax.numpy as jnp

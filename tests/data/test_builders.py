@@ -52,7 +52,7 @@ def test_mnist_idx_builder(tfds_dir, mnist_dir):
   for split, counts, raw in [('train', MNIST_TRAIN_LABEL_COUNTS, 'train-images-idx3-ubyte.gz'),
                              ('test', MNIST_TEST_LABEL_COUNTS, 't10k-images-idx3-ubyte.gz')]:
     source = pipeline.load_source(data_config('mnist_idx', tfds_dir, mnist_dir), split)
-    labels = np.array([source[i]['label'] for i in range(len(source))])
+    labels = np.array([r['label'] for r in source.__getitems__(range(len(source)))])
     np.testing.assert_array_equal(np.bincount(labels, minlength=10), counts)
     images = builders.read_idx(os.path.join(mnist_dir, raw))
     record = source[0]

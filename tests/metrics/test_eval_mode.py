@@ -1,5 +1,6 @@
-"""--mode=eval with sample-quality metrics: protocol, cached reference statistics, and an
-evaluation killed half-way that resumes to the same numbers."""
+"""The evaluator registry end to end: two evaluators on their own cadences during training,
+--mode=eval giving the same numbers, sample-quality metrics with their protocol, cached
+reference statistics, and an evaluation killed half-way that resumes to the same numbers."""
 
 import hashlib
 import os
@@ -13,7 +14,14 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, digits_args, read_json, read_metrics, run_cli
+from tests.conftest import (
+  REPO,
+  digits_args,
+  read_json,
+  read_metrics,
+  read_scalar_tags,
+  run_cli,
+)
 from tests.metrics.test_inception import (  # noqa: F401  (torch_stand_ins is a fixture)
   random_fid_variables,
   to_torchvision_names,
@@ -22,39 +30,85 @@ from tests.metrics.test_inception import (  # noqa: F401  (torch_stand_ins is a 
 )
 
 
+def ddpm_args(workdir, tfds_dir, classifier, reference_dir, *overrides):
+  """A one-level DDPM on digits with its two evaluators: bits/dim on 40 test digits and
+  classifier-space FID / KID / precision-recall / IS of 100 samples (DDIM, 5 steps)."""
+  return ['--config=configs/ddpm_digits.py', f'--workdir={workdir}',
+          f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=16',
+          '--config.model.ch_mult=(1,)', '--config.model.attn_resolutions=()',
+          '--config.diffusion.num_steps=20', '--config.sample.steps=5',
+          '--config.train.num_steps=20', '--config.checkpoint.every_steps=10',
+          '--config.train.log_every=5', '--config.sample.every_steps=0',
+          '--config.eval.batch_size=20', '--config.evals.likelihood.num_examples=40',
+          f'--config.evals.fid.features=classifier:{classifier}',
+          f'--config.evals.fid.reference_dir={reference_dir}',
+          '--config.evals.fid.num_samples=100', '--config.evals.fid.reference_num=297',
+          *overrides]
+
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory, tfds_dir):
-  """A digits classifier (the feature network) and a short digits VAE run."""
+  """A digits classifier (the feature network) and a short DDPM run that evaluated bits/dim
+  every 5 steps and FID every 10; returns (root, classifier, ddpm workdir, its stderr)."""
   root = tmp_path_factory.mktemp('runs')
-  classifier, vae = str(root / 'classifier'), str(root / 'vae')
-  run_cli('--config=configs/classifier_mnist.py', f'--workdir={classifier}',
-          f'--config.data.data_dir={tfds_dir}', '--config.data.name=digits',
-          '--config.data.image_size=8', '--config.data.batch_size=32',
-          '--config.model.channels=(16,)', '--config.model.features=32',
-          '--config.train.num_steps=100', '--config.eval.num_examples=297',
-          '--config.eval.batch_size=99', '--config.eval.every_steps=100',
-          '--config.optim.warmup_steps=0', '--config.optim.ema_decay=0.0',
-          '--config.optim.learning_rate=0.003')
+  classifier, ddpm = str(root / 'classifier'), str(root / 'ddpm')
+  run_cli('--config=configs/classifier_digits.py', f'--workdir={classifier}',
+          f'--config.data.data_dir={tfds_dir}', '--config.train.num_steps=100',
+          '--config.evals.likelihood.every_steps=100')
   assert read_metrics(classifier, 'eval')[-1]['accuracy'] > 0.8
-  run_cli(*digits_args(vae, tfds_dir, '--config.train.num_steps=40',
-                       '--config.sample.every_steps=0', '--config.eval.every_steps=0'))
-  return root, classifier, vae
+  result = run_cli(*ddpm_args(ddpm, tfds_dir, classifier, str(root / 'reference'),
+                              '--config.evals.likelihood.every_steps=5',
+                              '--config.evals.fid.every_steps=10'))
+  return root, classifier, ddpm, result.stderr
+
+
+def test_evaluators_run_on_their_own_cadences_and_eval_mode_agrees(runs, tfds_dir):
+  root, classifier, ddpm, log = runs
+  lines = read_metrics(ddpm, 'eval')
+  steps = {name: [r['step'] for r in lines if r['evaluator'] == name]
+           for name in ('likelihood', 'fid')}
+  assert steps == {'likelihood': [5, 10, 15, 20], 'fid': [10, 20]}
+  assert all(set(r) - {'step', 'split', 'evaluator'} ==
+             ({'bpd', 'nll', 'num_examples'} if r['evaluator'] == 'likelihood' else
+              {'fid', 'kid', 'kid_std', 'precision', 'recall', 'inception_score',
+               'inception_score_std'}) for r in lines)
+  tags = read_scalar_tags(ddpm)
+  assert tags['eval/likelihood/bpd'] == [5, 10, 15, 20] and tags['eval/fid/fid'] == [10, 20]
+  for r in lines:
+    assert f'eval {r["evaluator"]} at step {r["step"]} | ' in log
+
+  workdir = str(root / 'ddpm_eval')
+  shutil.copytree(ddpm, workdir, ignore=shutil.ignore_patterns('metrics.jsonl'))
+  run_cli(*ddpm_args(workdir, tfds_dir, classifier, str(root / 'reference'), '--mode=eval'))
+  for r in lines:
+    if r['step'] == 20:
+      result = read_json(os.path.join(workdir, 'eval', r['evaluator'], 'step_0000020.json'))
+      for key, value in r.items():
+        if key not in ('split', 'evaluator', 'step'):
+          assert result[key] == pytest.approx(value, rel=1e-6), (r['evaluator'], key)
 
 
 def eval_args(workdir, tfds_dir, classifier, reference_dir):
-  return digits_args(workdir, tfds_dir, '--mode=eval', '--config.train.num_steps=40',
-                     '--config.eval.num_examples=0', '--config.eval.batch_size=20',
-                     '--config.eval.num_samples=1000', '--config.eval.reference_num=297',
-                     "--config.eval.metrics=('fid','kid','precision_recall','inception_score')",
-                     f'--config.eval.features=classifier:{classifier}',
-                     f'--config.eval.reference_dir={reference_dir}')
+  return ddpm_args(workdir, tfds_dir, classifier, reference_dir, '--mode=eval',
+                   '--config.eval.only=fid', '--config.evals.fid.num_samples=1000')
 
 
-def test_eval_records_metrics_with_their_protocol_and_caches_the_reference(runs, tfds_dir):
-  root, classifier, vae = runs
-  reference_dir = str(root / 'reference')
-  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
-  result = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
+@pytest.fixture(scope='module')
+def fid_eval(runs, tfds_dir):
+  """--mode=eval of the `fid` evaluator (1,000 samples) on a copy of the DDPM run; returns
+  (that workdir, the reference folder, eval/fid/step_0000020.json)."""
+  root, classifier, ddpm, _ = runs
+  workdir, reference_dir = str(root / 'fid_eval'), str(root / 'reference_1000')
+  shutil.copytree(ddpm, workdir, ignore=shutil.ignore_patterns('metrics.jsonl'))
+  run_cli(*eval_args(workdir, tfds_dir, classifier, reference_dir))
+  return workdir, reference_dir, read_json(os.path.join(workdir, 'eval', 'fid',
+                                                        'step_0000020.json'))
+
+
+def test_eval_records_metrics_with_their_protocol_and_caches_the_reference(runs, fid_eval,
+                                                                           tfds_dir):
+  _, classifier, _, _ = runs
+  workdir, reference_dir, result = fid_eval
   for key in ('fid', 'kid', 'precision', 'recall', 'inception_score'):
     assert np.isfinite(result[key]), key
   assert result['fid'] > 0 and 0 <= result['precision'] <= 1
@@ -67,27 +121,24 @@ def test_eval_records_metrics_with_their_protocol_and_caches_the_reference(runs,
   (cached,) = os.listdir(reference_dir)
   assert cached.startswith('digits-test-n297-s8-classifier-')
   before = os.stat(os.path.join(reference_dir, cached)).st_mtime_ns
-  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
+  run_cli(*eval_args(workdir, tfds_dir, classifier, reference_dir))
   assert os.stat(os.path.join(reference_dir, cached)).st_mtime_ns == before
-  again = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
+  again = read_json(os.path.join(workdir, 'eval', 'fid', 'step_0000020.json'))
   assert again == result
-  assert [r['fid'] for r in read_metrics(vae, 'eval')] == [result['fid']] * 2
+  assert [r['fid'] for r in read_metrics(workdir, 'eval')] == [result['fid']] * 2
 
 
-def test_eval_killed_half_way_resumes_to_the_same_numbers(runs, tfds_dir):
-  root, classifier, vae = runs
-  reference_dir = str(root / 'reference')
-  run_cli(*eval_args(vae, tfds_dir, classifier, reference_dir))
-  expected = read_json(os.path.join(vae, 'eval', 'step_0000040.json'))
-
+def test_eval_killed_half_way_resumes_to_the_same_numbers(runs, fid_eval, tfds_dir):
+  root, classifier, ddpm, _ = runs
+  _, reference_dir, expected = fid_eval
   killed = str(root / 'killed')
-  shutil.copytree(vae, killed, ignore=shutil.ignore_patterns('eval', 'metrics.jsonl'))
+  shutil.copytree(ddpm, killed, ignore=shutil.ignore_patterns('metrics.jsonl'))
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   process = subprocess.Popen(
       [sys.executable, '-m', 'gen_jax.main', *eval_args(killed, tfds_dir, classifier,
                                                         reference_dir)],
       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  progress = os.path.join(killed, 'eval', 'step_0000040.progress')
+  progress = os.path.join(killed, 'eval', 'fid', 'step_0000020.progress')
 
   def done():  # samples in finished batch files (20 each); .tmp.npz files are unfinished
     names = os.listdir(progress) if os.path.isdir(progress) else []
@@ -101,20 +152,39 @@ def test_eval_killed_half_way_resumes_to_the_same_numbers(runs, tfds_dir):
   process.wait()
   assert 200 <= done() < 1000, 'the kill did not come half-way'
   run_cli(*eval_args(killed, tfds_dir, classifier, reference_dir))
-  got = read_json(os.path.join(killed, 'eval', 'step_0000040.json'))
+  got = read_json(os.path.join(killed, 'eval', 'fid', 'step_0000020.json'))
   assert got == expected
   assert not os.path.exists(progress)
+
+
+def test_a_bad_evaluator_fails_before_anything_runs(runs, tfds_dir, tmp_path):
+  root, classifier, ddpm, _ = runs
+  missing = str(tmp_path / 'no_classifier')
+  workdir = str(tmp_path / 'run')
+  result = run_cli(*ddpm_args(workdir, tfds_dir, missing, str(root / 'reference'),
+                              '--config.evals.fid.every_steps=10'), check=False)
+  assert result.returncode == 1 and not os.path.exists(workdir)
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'gen_jax: error: evals.fid.features=classifier:{missing}: no config.json there')
+  result = run_cli(*ddpm_args(ddpm, tfds_dir, classifier, str(root / 'reference'),
+                              '--mode=eval', '--config.eval.only=bpd'), check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "gen_jax: error: eval.only='bpd': expected names among config.evals "
+      "['fid', 'likelihood']")
 
 
 def test_feature_network_errors_are_clear(tmp_path):
   from gen_jax.errors import UserError
   from gen_jax.metrics.features import load_feature_net
+  from gen_jax.parallel import make_mesh
+  mesh = make_mesh()
   with pytest.raises(UserError, match='expected inception_v3_fid or classifier:WORKDIR'):
-    load_feature_net('vgg16')
-  with pytest.raises(UserError, match='eval.inception_weights=None'):
-    load_feature_net('inception_v3_fid', None)
+    load_feature_net('vgg16', mesh)
+  with pytest.raises(UserError, match='inception_weights=None'):
+    load_feature_net('inception_v3_fid', mesh, None)
   with pytest.raises(UserError, match='no config.json there'):
-    load_feature_net(f'classifier:{tmp_path}')
+    load_feature_net(f'classifier:{tmp_path}', mesh)
 
 
 def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir):
@@ -122,7 +192,7 @@ def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir)
   workdir = str(tmp_path / 'run')
   common = digits_args(workdir, tfds_dir, '--config.train.num_steps=40',
                        '--config.checkpoint.every_steps=20', '--config.sample.every_steps=0',
-                       '--config.eval.every_steps=0')
+                       '--config.evals.likelihood.every_steps=0')
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   watcher = subprocess.Popen([sys.executable, '-m', 'gen_jax.main', *common, '--mode=eval',
                               '--config.eval.watch=True', '--config.eval.watch_interval=1'],
@@ -133,9 +203,10 @@ def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir)
   run_cli(*common)
   _, stderr = watcher.communicate(timeout=300)
   assert watcher.returncode == 0, stderr[-2000:]
-  assert os.path.exists(os.path.join(workdir, 'eval', 'step_0000040.json'))
-  steps = [r['step'] for r in read_metrics(workdir, 'eval')]
-  assert steps[-1] == 40 and steps == sorted(set(steps))
+  for name in ('likelihood', 'reconstruction'):
+    assert os.path.exists(os.path.join(workdir, 'eval', name, 'step_0000040.json'))
+    steps = [r['step'] for r in read_metrics(workdir, 'eval') if r['evaluator'] == name]
+    assert steps[-1] == 40 and steps == sorted(set(steps))
 
 
 def scaled_fid_variables():
@@ -153,19 +224,18 @@ def scaled_fid_variables():
 def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_path):
   """inception_v3_fid end to end: a (random) weights file in pytorch-fid's format, 8x8
   digits resized to 299, the file's hash and the resizing in the protocol."""
-  root, classifier, vae = runs
+  root, classifier, ddpm, _ = runs
   weights = str(tmp_path / 'pt_inception.pth')
   write_state_dict(weights, to_torchvision_names(scaled_fid_variables()))
-  workdir = str(tmp_path / 'vae')
-  shutil.copytree(vae, workdir, ignore=shutil.ignore_patterns('eval'))
-  run_cli(*digits_args(workdir, tfds_dir, '--mode=eval', '--config.train.num_steps=40',
-                       '--config.eval.num_examples=0', '--config.eval.batch_size=10',
-                       '--config.eval.num_samples=20', '--config.eval.reference_num=20',
-                       "--config.eval.metrics=('fid','inception_score')",
-                       '--config.eval.features=inception_v3_fid',
-                       f'--config.eval.inception_weights={weights}',
-                       f'--config.eval.reference_dir={tmp_path / "reference"}'))
-  result = read_json(os.path.join(workdir, 'eval', 'step_0000040.json'))
+  workdir = str(tmp_path / 'ddpm')
+  shutil.copytree(ddpm, workdir, ignore=shutil.ignore_patterns('metrics.jsonl'))
+  run_cli(*ddpm_args(workdir, tfds_dir, classifier, str(tmp_path / 'reference'),
+                     '--mode=eval', '--config.eval.only=fid', '--config.eval.batch_size=10',
+                     '--config.evals.fid.num_samples=20', '--config.evals.fid.reference_num=20',
+                     "--config.evals.fid.metrics=('fid','inception_score')",
+                     '--config.evals.fid.features=inception_v3_fid',
+                     f'--config.evals.fid.inception_weights={weights}'))
+  result = read_json(os.path.join(workdir, 'eval', 'fid', 'step_0000020.json'))
   assert np.isfinite(result['fid']) and result['fid'] > 0
   assert result['inception_score'] >= 1.0
   protocol = result['protocol']

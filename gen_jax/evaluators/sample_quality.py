@@ -1,5 +1,6 @@
-"""Sample-quality evaluation: N samples embedded by a feature network and compared with
-cached reference statistics, every number returned with the protocol that produced it.
+"""The `sample_quality` evaluator: `num_samples` samples (EMA parameters) embedded by a
+feature network and compared with cached reference statistics of data.eval_split, every
+number returned with the protocol that produced it.
 
 Generation is resumable: each batch's features are saved atomically to a file of their own
 in a progress folder, and a restarted evaluation continues after the finished batches. Sample `i`
@@ -14,16 +15,17 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from ml_collections import ConfigDict
 
 from gen_jax import parallel
-from gen_jax.data import augment, pipeline
+from gen_jax.config_lib import FID_METRICS
+from gen_jax.data import augment
 from gen_jax.errors import UserError
-from gen_jax.experiment import Experiment
+from gen_jax.evaluators.run import Run, batches
 from gen_jax.metrics import sample_quality
 from gen_jax.metrics.features import FeatureNet, load_feature_net
 from gen_jax.parallel import BATCH, REPLICATED
 
-METRICS = ('fid', 'kid', 'precision_recall', 'inception_score')
 KID_SUBSETS, KID_SUBSET_SIZE, PR_K = 100, 1000, 3
 
 
@@ -50,39 +52,39 @@ def _load(path: str) -> dict[str, np.ndarray]:
     return {k: f[k] for k in f.files}
 
 
-def reference_protocol(exp: Experiment, net: FeatureNet, split: str, num: int) -> dict:
-  return {'dataset': exp.config.data.name, 'split': split, 'num_examples': num,
-          'image_size': exp.config.data.image_size, 'features': net.spec,
+def reference_protocol(run: Run, net: FeatureNet, split: str, num: int) -> dict:
+  return {'dataset': run.data.name, 'split': split, 'num_examples': num,
+          'image_size': run.data.image_size, 'features': net.spec,
           'weights_sha256': net.weights_sha256}
 
 
-def reference_path(exp: Experiment, net: FeatureNet, split: str, num: int) -> str:
-  """The cache file of the reference statistics; its name records the whole protocol."""
-  c = exp.config
-  directory = c.eval.reference_dir or os.path.join(
-      c.data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'gen_jax_reference')
-  name = (f'{c.data.name}-{split}-n{num}-s{c.data.image_size}-'
+def reference_path(run: Run, reference_dir: str | None, net: FeatureNet, split: str,
+                   num: int) -> str:
+  """The cache file of the reference statistics in `reference_dir` (None:
+  DATA_DIR/gen_jax_reference); its name records the whole protocol."""
+  data = run.data
+  directory = reference_dir or os.path.join(
+      data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'gen_jax_reference')
+  name = (f'{data.name}-{split}-n{num}-s{data.image_size}-'
           f'{net.spec.split(":")[0]}-{net.weights_sha256[:16]}.npz')
   return os.path.join(directory, name)
 
 
-def reference_statistics(exp: Experiment, net: FeatureNet, embed, split: str,
-                         num: int) -> dict[str, np.ndarray]:
+def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, embed,
+                         split: str, num: int) -> dict[str, np.ndarray]:
   """Features, logits, mean and covariance of the first `num` examples of `split` (not
-  binarized), computed once and then read from the cache."""
-  path, protocol = reference_path(exp, net, split, num), reference_protocol(exp, net, split, num)
+  binarized), computed once and then read from the cache in `reference_dir`."""
+  path = reference_path(run, reference_dir, net, split, num)
+  protocol = reference_protocol(run, net, split, num)
   if os.path.exists(path):
     cached = _load(path)
     if json.loads(str(cached['protocol'])) != protocol:
       raise UserError(f'reference statistics {path} were computed under another protocol '
-                      f'({cached["protocol"]}); delete the file or set eval.reference_dir')
+                      f'({cached["protocol"]}); delete the file or set another reference_dir')
     return cached
-  c = exp.config
   features, logits = [], []
-  for batch in pipeline.eval_batches(c.data, split, num, c.eval.batch_size,
-                                     jax.process_index(), jax.process_count()):
-    batch = parallel.shard_batch(batch, exp.mesh)
-    images = augment.prepare_images(batch['image'], batch['id'], exp.keys.eval,
+  for batch in batches(run, split, num):
+    images = augment.prepare_images(batch['image'], batch['id'], run.key,
                                     binarize=False, random_flip=False)
     f, lg = embed(images)
     features.append(f)
@@ -101,15 +103,14 @@ def _batch_path(progress_dir: str, start: int, batch: int) -> str:
   return os.path.join(progress_dir, f'samples_{start:09d}_{batch}.npz')
 
 
-def sample_features(exp: Experiment, params: Any, embed, progress_dir: str | None
+def sample_features(run: Run, num: int, params: Any, embed, progress_dir: str | None
                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Features and logits of samples 0 .. eval.num_samples - 1. Each batch is saved to its
-  own file in `progress_dir` (None: nothing saved), and batches found there are reused."""
-  c = exp.config
-  num, batch = c.eval.num_samples, c.eval.batch_size
+  """Features and logits of samples 0 .. num - 1. Each batch is saved to its own file in
+  `progress_dir` (None: nothing saved), and batches found there are reused."""
+  batch = run.batch_size
   if progress_dir and jax.process_index() == 0:
     os.makedirs(progress_dir, exist_ok=True)
-  ids = jax.sharding.NamedSharding(exp.mesh, BATCH)
+  ids = jax.sharding.NamedSharding(run.mesh, BATCH)
   features, logits = [], []
   for start in range(0, num, batch):
     path = progress_dir and _batch_path(progress_dir, start, batch)
@@ -118,7 +119,7 @@ def sample_features(exp: Experiment, params: Any, embed, progress_dir: str | Non
       f, lg = saved['features'], saved['logits']
     else:
       sample_ids = jax.device_put(np.arange(start, start + batch, dtype=np.int32), ids)
-      f, lg = embed(exp.sample(params, exp.keys.eval, sample_ids))
+      f, lg = embed(run.sample(params, run.key, sample_ids))
       if path:
         _save_atomically(path, features=f, logits=lg)
     features.append(f)
@@ -152,33 +153,40 @@ def compare(features: np.ndarray, logits: np.ndarray, reference: dict[str, np.nd
   return results
 
 
-def sample_metrics(exp: Experiment, params: Any, progress_dir: str | None = None
-                   ) -> tuple[dict[str, float], dict]:
-  """Returns ({metric: value}, protocol) for the metrics in `eval.metrics`."""
-  c = exp.config
-  unknown = set(c.eval.metrics) - set(METRICS)
-  if unknown:
-    raise UserError(f'eval.metrics={tuple(c.eval.metrics)}: unknown {sorted(unknown)}, '
-                    f'expected some of {METRICS}')
-  if exp.sample is None:
-    raise UserError(f'eval.metrics needs samples, and family {c.family!r} does not sample')
-  if c.eval.num_samples % c.eval.batch_size:
-    raise UserError(f'eval.num_samples={c.eval.num_samples} must divide by '
-                    f'eval.batch_size={c.eval.batch_size}')
-  net = load_feature_net(c.eval.features, c.eval.inception_weights)
-  embed = embedder(exp.mesh, net)
-  reference = reference_statistics(exp, net, embed, c.data.eval_split, c.eval.reference_num)
-  features, logits = sample_features(exp, params, embed, progress_dir)
-  results = compare(features, logits, reference, c.eval.metrics, c.seed)
+def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], tuple]:
+  """Checks `spec` and loads its feature network; returns evaluate(state, progress_dir)
+  -> ({metric: value}, protocol) of the metrics in `spec.metrics`."""
+  unknown = set(spec.metrics) - set(FID_METRICS)
+  if unknown or not spec.metrics:
+    raise UserError(f'evals.{name}.metrics={tuple(spec.metrics)}: expected some of {FID_METRICS}')
+  if run.sample is None:
+    raise UserError(f'evals.{name} needs samples, and this family does not sample')
+  if spec.num_samples <= 0 or spec.num_samples % run.batch_size:
+    raise UserError(f'evals.{name}.num_samples={spec.num_samples}: expected a positive '
+                    f'multiple of eval.batch_size={run.batch_size}')
+  try:
+    net = load_feature_net(spec.features, run.mesh, spec.inception_weights)
+  except UserError as e:
+    raise UserError(f'evals.{name}.{e}') from None
+  embed = embedder(run.mesh, net)
+  split = run.data.eval_split
   protocol = {'features': net.spec, 'weights_sha256': net.weights_sha256,
-              'feature_dim': int(features.shape[1]), 'num_samples': int(len(features)),
-              'params': 'ema', 'sample_key': f'fold_in(eval key of seed {c.seed}, sample id)',
-              'reference': reference_protocol(exp, net, c.data.eval_split,
-                                              c.eval.reference_num),
+              'num_samples': spec.num_samples, 'params': 'ema',
+              'sample_key': f'fold_in(eval key of seed {run.seed}, sample id)',
+              'reference': reference_protocol(run, net, split, spec.reference_num),
               'feature_image_size': net.image_size,
-              'resize': ('none' if net.image_size == c.data.image_size else
-                         f'{c.data.image_size} -> {net.image_size}: {net.resize}'),
+              'resize': ('none' if net.image_size == run.data.image_size else
+                         f'{run.data.image_size} -> {net.image_size}: {net.resize}'),
               'kid': {'kernel': 'cubic polynomial', 'subsets': KID_SUBSETS,
                       'subset_size': KID_SUBSET_SIZE},
               'precision_recall': {'k': PR_K}}
-  return results, protocol
+
+  def evaluate(state: Any, progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
+    reference = reference_statistics(run, spec.reference_dir, net, embed, split,
+                                     spec.reference_num)
+    features, logits = sample_features(run, spec.num_samples, state.ema_params, embed,
+                                       progress_dir)
+    results = compare(features, logits, reference, tuple(spec.metrics), run.seed)
+    return results, protocol | {'feature_dim': int(features.shape[1])}
+
+  return evaluate
