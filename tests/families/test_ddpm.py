@@ -96,10 +96,13 @@ def test_the_vlb_term_trains_only_the_variance(tfds_dir):
 
 def test_samples_follow_their_ids(tfds_dir):
   config = digits_ddpm(tfds_dir)
+  config.model.update(ch_mult=(1,), attn_resolutions=())  # any network: the ids matter
+  config.sample.steps = 10
   family = get_family(config)
-  params = family.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))).params
-  whole = family.sample(params, jax.random.key(1), jnp.arange(4))
-  part = family.sample(params, jax.random.key(1), jnp.arange(2, 4))
+  params = jax.jit(family.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1))).params
+  sample = jax.jit(family.sample)
+  whole = sample(params, jax.random.key(1), jnp.arange(4))
+  part = sample(params, jax.random.key(1), jnp.arange(2, 4))
   np.testing.assert_allclose(whole[2:], part, atol=1e-5)
 
 

@@ -142,7 +142,7 @@ def test_one_step_equals_separate_d_then_g_updates(tfds_dir):
     g = jax.tree.map(lambda p, gr: p - 0.5 * gr, g, jax.grad(g_loss)(g))
     return {'generator': g, 'discriminator': d}
 
-  state = family.init(jax.random.key(0), batch['image'])
+  state = jax.jit(family.init)(jax.random.key(0), batch['image'])
   expected = parallel.data_parallel(reference, mesh, (REPLICATED, BATCH), REPLICATED)(
       state, batch)
   new_state, metrics = parallel.data_parallel(
