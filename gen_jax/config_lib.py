@@ -56,7 +56,8 @@ def base_config() -> ConfigDict:
   c.sample.grid = 64  # images in the grids written during training
 
   c.eval = ConfigDict()  # shared by the evaluators and by --mode=eval
-  c.eval.batch_size = 100  # global batch of test examples or samples
+  c.eval.batch_size = 100  # global batch of test examples or samples (rounded up to a
+  # multiple of the device count: the extra examples are masked, the extra samples dropped)
   c.eval.only = ''  # --mode=eval: the evaluators to run, comma-separated; '': all of them
   c.eval.watch = False  # --mode=eval: evaluate each new checkpoint until train.num_steps
   c.eval.watch_interval = 30  # seconds between looks for a new checkpoint

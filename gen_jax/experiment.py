@@ -40,8 +40,6 @@ class Experiment(NamedTuple):
 def build(config: ConfigDict) -> Experiment:
   """Returns the experiment of `config` on a mesh over all devices."""
   mesh = parallel.make_mesh()
-  parallel.check_divisible(config.data.batch_size, mesh, 'data.batch_size')
-  parallel.check_divisible(config.eval.batch_size, mesh, 'eval.batch_size')
   family = get_family(config)
   keys = Keys.from_seed(config.seed)
   data = config.data
@@ -91,7 +89,7 @@ def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int 
   The ids are padded to a multiple of the device count; each sample's randomness comes
   from its id, so the images do not depend on the number of devices.
   """
-  padded = -(-num // exp.mesh.size) * exp.mesh.size
+  padded = parallel.padded_size(num, exp.mesh)
   ids = jax.device_put(np.arange(start, start + padded, dtype=np.int32),
                        jax.sharding.NamedSharding(exp.mesh, BATCH))
   images = multihost_utils.process_allgather(exp.sample(params, rng, ids), tiled=True)
@@ -101,6 +99,6 @@ def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int 
 def eval_run(exp: Experiment) -> Run:
   """What the evaluators see of `exp`."""
   c = exp.config
-  return Run(data=c.data, batch_size=c.eval.batch_size, seed=c.seed, key=exp.keys.eval,
-             mesh=exp.mesh, eval_step=exp.eval_step, sample=exp.sample,
-             reconstruct=exp.reconstruct)
+  return Run(data=c.data, batch_size=parallel.padded_size(c.eval.batch_size, exp.mesh),
+             seed=c.seed, key=exp.keys.eval, mesh=exp.mesh, eval_step=exp.eval_step,
+             sample=exp.sample, reconstruct=exp.reconstruct)

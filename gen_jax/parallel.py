@@ -39,6 +39,12 @@ def check_divisible(global_batch_size: int, mesh: Mesh, what: str) -> None:
                     f'{mesh.size}; use a multiple of {mesh.size}')
 
 
+def padded_size(size: int, mesh: Mesh) -> int:
+  """`size` rounded up to a multiple of the mesh's device count: an eval or sample batch
+  runs at this size, its extra rows masked or dropped, so no device count is refused."""
+  return -(-size // mesh.size) * mesh.size
+
+
 def pmean(tree: Any) -> Any:
   """Mean over the 'data' axis; call it from per-device code."""
   return lax.pmean(tree, DATA_AXIS)

@@ -64,6 +64,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   # ---------------------------------------------------------------- setup and checks
   config_lib.validate(config)
   exp = experiment_lib.build(config)
+  parallel.check_divisible(config.data.batch_size, exp.mesh, 'data.batch_size')
   data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
                                       jax.process_count())
   evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),

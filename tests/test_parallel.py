@@ -1,6 +1,9 @@
 """1 device and 8 devices train to the same parameters, with SGD (no normalisation that could
 hide a wrong gradient scale) and with Adam, with binarization, flips, diffusion timesteps and
-dropout masks drawn per example, and a GAN whose BatchNorm statistics are global."""
+dropout masks drawn per example, and a GAN whose BatchNorm statistics are global; a shipped
+config whose eval batch divides by no device count evaluates to the same numbers on 8 and 32."""
+
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from tests.conftest import (
   digits_args,
   flat_params,
   gan_digits_args,
+  read_metrics,
   restore_run,
   run_cli,
   run_experiment,
@@ -69,3 +73,33 @@ def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
       '--config.optim.name=sgd', '--config.optim.learning_rate=0.01',
       '--config.optim_d.learning_rate=0.01', '--config.gan.n_critic=2',
       *overrides), num_steps=10)
+
+
+@pytest.mark.parametrize('devices', [8, pytest.param(32, marks=pytest.mark.slow)])
+def test_vae_digits_as_shipped_trains_and_evaluates_on_many_devices(tmp_path, tfds_dir, devices):
+  """eval.batch_size 99 and sample.grid 64 divide by neither 8 nor 32: the batches are padded,
+  and every evaluator's numbers are those of 1 device."""
+  lines = {}
+  for count in (1, devices):
+    workdir = str(tmp_path / f'devices{count}')
+    run_cli('--config=configs/vae_digits.py', f'--workdir={workdir}',
+            f'--config.data.data_dir={tfds_dir}', '--config.train.num_steps=10',
+            '--config.evals.likelihood.every_steps=10',
+            '--config.evals.reconstruction.every_steps=10', devices=count)
+    lines[count] = read_metrics(workdir, 'eval')
+    assert os.path.exists(os.path.join(workdir, 'samples', 'step_0000010.png'))
+  assert [r['evaluator'] for r in lines[1]] == ['likelihood', 'reconstruction']
+  for one, many in zip(lines[1], lines[devices], strict=True):
+    assert one.keys() == many.keys() and one['num_examples'] == many['num_examples'] == 297
+    for key in set(one) - {'step', 'split', 'evaluator'}:
+      assert many[key] == pytest.approx(one[key], rel=1e-4), key
+
+
+def test_a_training_batch_that_does_not_divide_is_one_clear_line(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  result = run_cli(*digits_args(workdir, tfds_dir, '--config.data.batch_size=12'), devices=8,
+                   check=False)
+  assert result.returncode == 1 and not os.path.exists(workdir)
+  assert result.stderr.strip().splitlines()[-1] == (
+      'gen_jax: error: data.batch_size=12 does not divide by the device count 8; use a '
+      'multiple of 8')

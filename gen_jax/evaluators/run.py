@@ -14,7 +14,7 @@ from gen_jax.data import pipeline
 class Run(NamedTuple):
   """What an evaluator sees of a run."""
   data: ConfigDict  # the data block: dataset, data.eval_split, image size, data_dir
-  batch_size: int  # global batch of test examples or samples (eval.batch_size)
+  batch_size: int  # global batch of test examples or samples, a multiple of the device count
   seed: int
   key: jax.Array  # the eval stream: sample i draws from fold_in(key, i)
   mesh: Mesh

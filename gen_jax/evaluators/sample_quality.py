@@ -105,8 +105,9 @@ def _batch_path(progress_dir: str, start: int, batch: int) -> str:
 
 def sample_features(run: Run, num: int, params: Any, embed, progress_dir: str | None
                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Features and logits of samples 0 .. num - 1. Each batch is saved to its own file in
-  `progress_dir` (None: nothing saved), and batches found there are reused."""
+  """Features and logits of samples 0 .. num - 1 (the last batch's extra samples are
+  dropped). Each batch is saved to its own file in `progress_dir` (None: nothing saved), and
+  batches found there are reused."""
   batch = run.batch_size
   if progress_dir and jax.process_index() == 0:
     os.makedirs(progress_dir, exist_ok=True)
@@ -161,9 +162,8 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
     raise UserError(f'evals.{name}.metrics={tuple(spec.metrics)}: expected some of {FID_METRICS}')
   if run.sample is None:
     raise UserError(f'evals.{name} needs samples, and this family does not sample')
-  if spec.num_samples <= 0 or spec.num_samples % run.batch_size:
-    raise UserError(f'evals.{name}.num_samples={spec.num_samples}: expected a positive '
-                    f'multiple of eval.batch_size={run.batch_size}')
+  if spec.num_samples <= 0:
+    raise UserError(f'evals.{name}.num_samples={spec.num_samples}: expected a positive integer')
   try:
     net = load_feature_net(spec.features, run.mesh, spec.inception_weights)
   except UserError as e:
