@@ -75,7 +75,8 @@ def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
       *overrides), num_steps=10)
 
 
-@pytest.mark.parametrize('devices', [8, pytest.param(32, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('devices', [8, 32])
 def test_vae_digits_as_shipped_trains_and_evaluates_on_many_devices(tmp_path, tfds_dir, devices):
   """eval.batch_size 99 and sample.grid 64 divide by neither 8 nor 32: the batches are padded,
   and every evaluator's numbers are those of 1 device."""

@@ -223,6 +223,7 @@ def scaled_fid_variables():
   return jax.tree_util.tree_map_with_path(leaf, random_fid_variables())
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures('torch_stand_ins')
 def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_path):
   """inception_v3_fid end to end: a (random) weights file in pytorch-fid's format, 8x8
