@@ -54,6 +54,7 @@ def train(config, num_steps):
   return state, history
 
 
+@pytest.mark.slow
 def test_importance_weighted_nll_matches_quadrature(tfds_dir):
   """With a 1-d latent, -log p(x) = -log ∫ p(x|z) N(z; 0, 1) dz is a brute-force sum on a grid.
 
