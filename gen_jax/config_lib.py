@@ -169,6 +169,9 @@ def family_config(family: str) -> ConfigDict:
   c = base_config()
   c.family = family
   FAMILIES[family](c)
+  # The layers' compute dtype, float32 or bfloat16 (gen_jax.nn.kernels): parameters,
+  # optimizer state, norm statistics and the networks' outputs stay float32.
+  c.model.dtype = 'float32'
   return c
 
 

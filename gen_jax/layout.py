@@ -15,26 +15,22 @@
 """
 
 import os
+from collections.abc import Callable
 
 
-def config_file(workdir: str) -> str:
-  return os.path.join(workdir, 'config.json')
+def _under(name: str) -> Callable[[str], str]:
+  return lambda workdir: os.path.join(workdir, name)
 
 
-def checkpoints(workdir: str) -> str:
-  return os.path.join(workdir, 'checkpoints')
-
-
-def metrics_file(workdir: str) -> str:
-  return os.path.join(workdir, 'metrics.jsonl')
-
-
-def tensorboard_dir(workdir: str) -> str:
-  return os.path.join(workdir, 'tensorboard')
-
-
-def samples_dir(workdir: str) -> str:
-  return os.path.join(workdir, 'samples')
+config_file = _under('config.json')
+checkpoints = _under('checkpoints')
+metrics_file = _under('metrics.jsonl')
+tensorboard_dir = _under('tensorboard')
+samples_dir = _under('samples')
+profile_dir = _under('profile')
+summary_file = _under('summary.json')
+sweep_log = _under('sweep.log')
+lock_file = _under('.lock')
 
 
 def grid_file(workdir: str, name: str, step: int) -> str:
@@ -54,19 +50,3 @@ def eval_file(workdir: str, evaluator: str, step: int) -> str:
 def eval_progress_dir(workdir: str, evaluator: str, step: int) -> str:
   """Where an evaluation of `step` keeps its finished sample batches until it is done."""
   return os.path.join(workdir, 'eval', evaluator, f'step_{step:07d}.progress')
-
-
-def profile_dir(workdir: str) -> str:
-  return os.path.join(workdir, 'profile')
-
-
-def summary_file(workdir: str) -> str:
-  return os.path.join(workdir, 'summary.json')
-
-
-def sweep_log(workdir: str) -> str:
-  return os.path.join(workdir, 'sweep.log')
-
-
-def lock_file(workdir: str) -> str:
-  return os.path.join(workdir, '.lock')

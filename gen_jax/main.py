@@ -10,6 +10,7 @@ any kind ends in one line on stderr and a non-zero exit status.
 
 import logging as std_logging
 import sys
+import threading
 import warnings
 
 from absl import app, flags, logging
@@ -39,6 +40,7 @@ def fail(message: str, status: int = 1) -> None:
   # burying the one line.
   std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL + 1)
   warnings.simplefilter('ignore')
+  sys.unraisablehook = threading.excepthook = lambda *_: None  # "Event loop is closed", ...
   sys.exit(status)
 
 

@@ -29,6 +29,7 @@ class MetricWriter:
     events of later steps, left by an interrupted run, are dropped. None: append only."""
     self.workdir = workdir
     self.is_primary = is_primary
+    self.jsonl_path = layout.metrics_file(workdir)
     self._tb = None
     if is_primary:
       if resume_step is not None:
@@ -36,10 +37,6 @@ class MetricWriter:
       self._tb = tensorboardX.SummaryWriter(
           layout.tensorboard_dir(workdir),
           purge_step=None if resume_step is None else resume_step + 1)
-
-  @property
-  def jsonl_path(self) -> str:
-    return layout.metrics_file(self.workdir)
 
   def _drop_lines_after(self, step: int) -> None:
     """A resumed run recomputes the steps after its checkpoint: drop their old lines."""
@@ -70,10 +67,10 @@ class MetricWriter:
       self._tb.add_scalar(f'{prefix}/{name}', float(value), int(step))
     self._tb.flush()
 
-  def write_grid(self, step: int, name: str, images: np.ndarray) -> str | None:
-    """Saves images [N, H, W, C] in [-1, 1] as `layout.grid_file`; returns its path."""
+  def write_grid(self, step: int, name: str, images: np.ndarray) -> None:
+    """Saves images [N, H, W, C] in [-1, 1] as `layout.grid_file`."""
     if not self.is_primary:
-      return None
+      return
     grid = images_lib.make_grid(images_lib.to_uint8(images))
     path = layout.grid_file(self.workdir, name, step)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -81,7 +78,6 @@ class MetricWriter:
       f.write(images_lib.png_bytes(grid))
     self._tb.add_image(name, grid, int(step), dataformats='HWC')
     self._tb.flush()
-    return path
 
   def close(self) -> None:
     if self._tb is not None:

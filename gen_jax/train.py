@@ -32,12 +32,6 @@ def _format_seconds(seconds: float) -> str:
   return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def write_config(config: ConfigDict, workdir: str) -> None:
-  if jax.process_index() == 0:
-    with open(layout.config_file(workdir), 'w') as f:
-      f.write(config_lib.to_json(config))
-
-
 def check_finite(pending: list[tuple[int, dict]], last_checkpoint: int | None) -> None:
   """Raises a UserError naming the first step in `pending` with a non-finite metric (the loss,
   or the norms of gradients and new parameters), so no non-finite state is ever saved."""
@@ -105,7 +99,9 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     state, data_state, latest = restored
     data_iter.set_state(data_state)
     log.info('Resumed from %s/%d.', directory, latest)
-  write_config(config, workdir)
+  if jax.process_index() == 0:
+    with open(layout.config_file(workdir), 'w') as f:
+      f.write(config_lib.to_json(config))
   checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
   writer = None
   try:

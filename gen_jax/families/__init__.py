@@ -41,15 +41,18 @@ class Family(NamedTuple):
 
 def get_family(config: ConfigDict) -> Family:
   """Returns the family that `config.family` names, built from `config`, its functions
-  traced with the layer kernels that `config.runtime.kernels` chooses."""
+  traced with the layer kernels that `config.runtime.kernels` chooses, computing in
+  `config.model.dtype`."""
   from gen_jax.families import classifier, ddpm, gan, vae  # pylint: disable=g-import-not-at-top
   makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make, 'gan': gan.make}
   if config.family not in makers:
     raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
-  choice = config.runtime.kernels
-  if choice not in kernels.CHOICES:
-    raise UserError(f'runtime.kernels={choice!r}: expected one of {kernels.CHOICES}')
+  choice, dtype = config.runtime.kernels, config.model.get('dtype', 'float32')
+  try:
+    kernels.check(choice, dtype)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   family = makers[config.family](config)
   return family._replace(**{
-      field: kernels.bind(choice, fn) for field, fn in family._asdict().items()
+      field: kernels.bind(choice, fn, dtype) for field, fn in family._asdict().items()
       if callable(fn)})

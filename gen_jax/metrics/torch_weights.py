@@ -180,11 +180,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
   with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
+    return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 def check_hub_hash(path: str) -> str:

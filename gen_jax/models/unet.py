@@ -61,7 +61,8 @@ class AttnBlock(nn.Module):
     b, h, w, c = x.shape
     y = GroupNorm()(x)
     q, k, v = (Dense(c, name=name)(y).reshape(b, h * w, c) for name in ('q', 'k', 'v'))
-    weights = jax.nn.softmax(jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c), axis=-1)
+    logits = jnp.einsum('bic,bjc->bij', q, k) / math.sqrt(c)
+    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
     out = jnp.einsum('bij,bjc->bic', weights, v).reshape(b, h, w, c)
     return x + Dense(c, name='proj_out')(out)
 

@@ -4,7 +4,8 @@
 and outputs); `Upsample` / `Downsample` are the resampling layers of Ho et al.'s diffusion_tf.
 Each computes its plain flax / lax form, or, when the run's kernels are the CPU's
 (`gen_jax.nn.kernels`) and the CPU kernels cover its arguments (float32, NHWC, no dilation or
-groups), the same function by `gen_jax.nn.cpu`.
+groups), the same function by `gen_jax.nn.cpu`. A layer that names no `dtype` computes in the
+run's (`kernels.compute_dtype`), its float32 parameters cast for the computation.
 """
 
 import math
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 from gen_jax.nn import kernels
@@ -21,9 +23,13 @@ from gen_jax.nn.cpu import convs, norms
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _float32(*arrays_or_dtypes) -> bool:
-  return all(a is None or jnp.dtype(getattr(a, 'dtype', a)) == jnp.float32
-             for a in arrays_or_dtypes)
+def promote(*args: jax.Array | None, dtype: jnp.dtype | None = None,
+            inexact: bool = True) -> list[jax.Array | None]:
+  """flax's `promote_dtype`: `args` cast to `dtype`, or, if None, to the run's compute dtype
+  where it is not float32 (else to their common dtype, as flax does)."""
+  if dtype is None and kernels.compute_dtype() != jnp.float32:
+    dtype = kernels.compute_dtype()
+  return promote_dtype(*args, dtype=dtype, inexact=inexact)
 
 
 def _pair(value: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -32,66 +38,119 @@ def _pair(value: int | Sequence[int] | None) -> tuple[int, ...]:
   return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _cpu_conv_covers(module: nn.Conv, x: jax.Array) -> bool:
-  """Whether the CPU kernels compute `module` (an nn.Conv or nn.ConvTranspose) on x."""
-  return (kernels.cpu() and x.ndim == 4 and _float32(x, module.dtype, module.param_dtype)
-          and module.padding in ('SAME', 'VALID') and module.precision is None
-          and _pair(module.kernel_dilation) == (1, 1)
+def _covers(module: nn.Module, x: jax.Array) -> bool:
+  """Whether this library computes `module` (a Conv, ConvTranspose or Dense) on x itself:
+  the plain case, with no dtype, precision, dilation, groups, mask or custom dot of its own."""
+  conv = isinstance(module, nn.Conv | nn.ConvTranspose)
+  return ((x.ndim == 4 or not conv) and module.dtype is None
+          and jnp.dtype(module.param_dtype) == jnp.float32 and module.precision is None
+          and (not conv or (module.padding in ('SAME', 'VALID')
+                            and _pair(module.kernel_dilation) == (1, 1)))
           and getattr(module, 'mask', None) is None
           and _pair(getattr(module, 'input_dilation', 1)) == (1, 1)
           and getattr(module, 'feature_group_count', 1) == 1
           and not getattr(module, 'transpose_kernel', False)
           and all(getattr(module, name, None) is None for name in (
-              'conv_general_dilated', 'conv_general_dilated_cls', 'preferred_element_type')))
+              'conv_general_dilated', 'conv_general_dilated_cls', 'preferred_element_type',
+              'dot_general', 'dot_general_cls')))
 
 
-def _add_bias(module: nn.Module, y: jax.Array, features: int) -> jax.Array:
-  if not module.use_bias:
+def _cpu(*arrays_or_dtypes: jax.Array | jnp.dtype) -> bool:
+  """Whether the CPU kernels compute a layer on these arrays (or dtypes): float32 only."""
+  return kernels.cpu() and all(jnp.dtype(getattr(a, 'dtype', a)) == jnp.float32
+                               for a in arrays_or_dtypes)
+
+
+@jax.custom_vjp
+def _add_bias_f32_grad(y: jax.Array, bias: jax.Array) -> jax.Array:
+  return y + bias.astype(y.dtype)
+
+
+def _add_bias_fwd(y, bias):
+  return _add_bias_f32_grad(y, bias), None
+
+
+def _add_bias_bwd(_, dy):
+  # Autodiff would sum a bfloat16 cotangent in bfloat16, and XLA:CPU accumulates such a sum
+  # over several axes in bfloat16: the bias gradient stalls once the sum passes 2**8.
+  return dy, jnp.sum(dy, axis=tuple(range(dy.ndim - 1)), dtype=jnp.float32)
+
+
+_add_bias_f32_grad.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+def add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
+  """y [..., C] + bias [C] (float32) in y's dtype; the bias gradient is summed in float32."""
+  if bias is None:
     return y
-  return norms.add_bias(y, module.param('bias', module.bias_init, (features,),
-                                        module.param_dtype))
+  if _cpu(y, bias):
+    return norms.add_bias(y, bias)
+  if y.dtype == bias.dtype:
+    return y + bias
+  return _add_bias_f32_grad(y, norms.vary_like(bias, y))
+
+
+def _bias(module: nn.Module, features: int) -> jax.Array | None:
+  if not module.use_bias:
+    return None
+  return module.param('bias', module.bias_init, (features,), module.param_dtype)
 
 
 class Conv(nn.Conv):
   """`flax.linen.Conv`: x [B, H, W, C] -> [B, H', W', features]."""
+  promote_dtype: Callable = promote
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if not _cpu_conv_covers(self, inputs):
+    if not _covers(self, inputs):
       return super().__call__(inputs)
     kernel = self.param('kernel', self.kernel_init,
                         (*_pair(self.kernel_size), inputs.shape[-1], self.features),
                         self.param_dtype)
-    y = convs.conv(inputs, kernel, _pair(self.strides), self.padding)
-    return _add_bias(self, y, self.features)
+    strides = _pair(self.strides)
+    if _cpu(inputs, kernel):
+      y = convs.conv(inputs, kernel, strides, self.padding)
+    else:
+      x, kernel = promote(inputs, kernel)
+      y = lax.conv_general_dilated(x, kernel, strides, self.padding, dimension_numbers=_DIMS)
+    return add_bias(y, _bias(self, self.features))
 
 
 class ConvTranspose(nn.ConvTranspose):
   """`flax.linen.ConvTranspose`: x [B, H, W, C] -> [B, s H, s W, features] ('SAME')."""
+  promote_dtype: Callable = promote
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if not (_cpu_conv_covers(self, inputs) and _pair(self.kernel_size) == (4, 4)
-            and _pair(self.strides) == (2, 2) and self.padding == 'SAME'):
+    if not _covers(self, inputs):
       return super().__call__(inputs)
-    kernel = self.param('kernel', self.kernel_init, (4, 4, inputs.shape[-1], self.features),
+    size, strides = _pair(self.kernel_size), _pair(self.strides)
+    kernel = self.param('kernel', self.kernel_init, (*size, inputs.shape[-1], self.features),
                         self.param_dtype)
-    return _add_bias(self, convs.conv_up(inputs, kernel), self.features)
+    if _cpu(inputs, kernel) and size == (4, 4) and strides == (2, 2) and self.padding == 'SAME':
+      y = convs.conv_up(inputs, kernel)
+    else:
+      x, kernel = promote(inputs, kernel)
+      y = lax.conv_transpose(x, kernel, strides, self.padding, dimension_numbers=_DIMS)
+    return add_bias(y, _bias(self, self.features))
 
 
 class Dense(nn.Dense):
   """`flax.linen.Dense`: x [..., C] -> [..., features]."""
+  promote_dtype: Callable = promote
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if not (kernels.cpu() and _float32(inputs, self.dtype, self.param_dtype)
-            and self.precision is None and self.dot_general is None
-            and self.dot_general_cls is None):
+    if not _covers(self, inputs):
       return super().__call__(inputs)
     kernel = self.param('kernel', self.kernel_init, (inputs.shape[-1], self.features),
                         self.param_dtype)
-    y = convs.dense(inputs, norms.vary_like(kernel, inputs))
-    return _add_bias(self, y, self.features)
+    if _cpu(inputs, kernel):
+      y = convs.dense(inputs, norms.vary_like(kernel, inputs))
+    else:
+      x, kernel = promote(inputs, kernel)
+      y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    return add_bias(y, _bias(self, self.features))
 
 
 def upsample_nearest(x: jax.Array) -> jax.Array:
@@ -114,25 +173,20 @@ class _Resample(nn.Module):
     features = self.features or x.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], features),
                         self.param_dtype)
-    bias = (self.param('bias', self.bias_init, (features,), self.param_dtype)
-            if self.use_bias else None)
-    return kernel, bias
+    return kernel, _bias(self, features)
 
   def conv(self, x: jax.Array, strides: tuple[int, int]) -> jax.Array:
     """The plain 3x3 'SAME' conv of x with this layer's variables."""
     kernel, bias = self.conv_variables(x)
+    x, kernel = promote(x, kernel)
     y = lax.conv_general_dilated(x, kernel, strides, 'SAME', dimension_numbers=_DIMS)
-    return y if bias is None else y + bias
-
-  def cpu_covers(self, x: jax.Array) -> bool:
-    return kernels.cpu() and x.ndim == 4 and _float32(x, self.param_dtype)
+    return add_bias(y, bias)
 
   def cpu_conv(self, x: jax.Array, conv: Callable[[jax.Array, jax.Array], jax.Array]
                ) -> jax.Array:
     """conv(x, kernel) plus the bias, by the CPU kernels."""
     kernel, bias = self.conv_variables(x)
-    y = conv(x, kernel)
-    return y if bias is None else norms.add_bias(y, bias)
+    return add_bias(conv(x, kernel), bias)
 
 
 class Upsample(_Resample):
@@ -143,7 +197,7 @@ class Upsample(_Resample):
   def __call__(self, x: jax.Array) -> jax.Array:
     if not self.with_conv:
       return upsample_nearest(x)
-    if not self.cpu_covers(x):
+    if not _cpu(x, self.param_dtype):
       return self.conv(upsample_nearest(x), (1, 1))
     return self.cpu_conv(x, convs.upsample_conv3x3)
 
@@ -154,7 +208,7 @@ class Downsample(_Resample):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if not self.cpu_covers(x):
+    if not _cpu(x, self.param_dtype):
       if not self.with_conv:
         return nn.avg_pool(x, (2, 2), (2, 2))
       return self.conv(x, (2, 2))

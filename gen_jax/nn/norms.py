@@ -3,7 +3,8 @@
 `BatchNorm` and `GroupNorm` are flax's layers (same fields, variables, names and outputs);
 with the run's CPU kernels (`gen_jax.nn.kernels`) their common case (float32, normalized
 over the last axis, scale and bias) is computed by `gen_jax.nn.cpu`'s custom VJPs instead.
-Statistics are float32 on both paths (flax's `force_float32_reductions`).
+Statistics are float32 on both paths (flax's `force_float32_reductions`); a norm that names
+no `dtype` returns the run's compute dtype (`gen_jax.nn.kernels`).
 """
 
 import jax
@@ -17,6 +18,10 @@ from gen_jax.nn.cpu import norms as cpu_norms
 def _float32(x: jax.Array, module: nn.Module) -> bool:
   return x.dtype == jnp.float32 and all(
       d is None or jnp.dtype(d) == jnp.float32 for d in (module.dtype, module.param_dtype))
+
+
+def _in_compute_dtype(module: nn.Module, y: jax.Array) -> jax.Array:
+  return y if module.dtype is not None else y.astype(kernels.compute_dtype())
 
 
 def _scale_and_bias(module: nn.Module, features: int) -> tuple[jax.Array, jax.Array]:
@@ -38,7 +43,7 @@ class BatchNorm(nn.BatchNorm):
     if (running or mask is not None or not kernels.cpu() or not _float32(x, self)
         or self.axis not in (-1, x.ndim - 1) or not (self.use_scale and self.use_bias)
         or self.axis_index_groups is not None or not self.use_fast_variance):
-      return super().__call__(x, use_running_average, mask=mask)
+      return _in_compute_dtype(self, super().__call__(x, use_running_average, mask=mask))
     features = x.shape[-1]
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
@@ -78,7 +83,7 @@ class GroupNorm(nn.GroupNorm):
   @nn.compact
   def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
     if mask is not None or not _cpu_group_norm_covers(self, x):
-      return super().__call__(x, mask=mask)
+      return _in_compute_dtype(self, super().__call__(x, mask=mask))
     return _cpu_group_norm(self, x, silu=False)
 
 
@@ -90,5 +95,5 @@ class GroupNormSiLU(nn.GroupNorm):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if not _cpu_group_norm_covers(self, x):
-      return nn.silu(super().__call__(x))
+      return nn.silu(_in_compute_dtype(self, super().__call__(x)))
     return _cpu_group_norm(self, x, silu=True)
