@@ -23,6 +23,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import layout
 from gen_jax import state as state_lib
+from gen_jax.config_lib import lookup
 from gen_jax.errors import UserError
 from gen_jax.families import Family, get_family
 
@@ -51,12 +52,6 @@ def _first_difference(found: dict[str, str], expected: dict[str, str]) -> str:
 
 # Config values that a resumed run must share with its checkpoint to continue the same run.
 RESUME_KEYS = ('seed', 'data.name', 'data.batch_size', 'data.image_size')
-
-
-def _lookup(config: dict, dotted: str):
-  for part in dotted.split('.'):
-    config = config.get(part, {}) if isinstance(config, dict) else None
-  return config
 
 
 class Checkpointer:
@@ -106,7 +101,7 @@ class Checkpointer:
     if config is not None:
       current = json.loads(config.to_json_best_effort())
       for key in RESUME_KEYS:
-        old, new = _lookup(meta['config'], key), _lookup(current, key)
+        old, new = lookup(meta['config'], key), lookup(current, key)
         if old != new:
           raise UserError(f'{self.directory} holds a run with {key}={old!r}, this config has '
                           f'{key}={new!r}: resuming would not continue that run; use another '
@@ -126,10 +121,12 @@ class Checkpointer:
            config: ConfigDict) -> None:
     """Starts an asynchronous save of checkpoint `step`.
 
-    The state is copied first: on CPU orbax's host copy can alias the device buffers, which
-    the next (donating) train step overwrites while the save is still being written.
+    On CPU the state is copied first: there orbax's host copy can alias the device buffers,
+    which the next (donating) train step overwrites while the save is still being written.
+    On accelerators the host copy is a transfer, so nothing is copied twice.
     """
-    state = jax.tree.map(jnp.copy, state)
+    if jax.default_backend() == 'cpu':
+      state = jax.tree.map(jnp.copy, state)
     meta = {'family': family, 'signature': signature(state),
             'config': json.loads(config.to_json_best_effort())}
     try:  # an earlier asynchronous save's failure surfaces here too

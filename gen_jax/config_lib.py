@@ -45,6 +45,9 @@ def base_config() -> ConfigDict:
   c.train.num_steps = 1000
   c.train.log_every = 100
   c.train.profile_steps = 0  # steps traced by the JAX profiler into WORKDIR/profile; 0: none
+  # Micro-batches per step: each device's batch is cut into this many, run one after another
+  # and their gradients averaged (the same update, less activation memory; not the GAN).
+  c.train.grad_accum_steps = 1
 
   c.checkpoint = ConfigDict()
   c.checkpoint.every_steps = 1000
@@ -172,6 +175,7 @@ def family_config(family: str) -> ConfigDict:
   # The layers' compute dtype, float32 or bfloat16 (gen_jax.nn.kernels): parameters,
   # optimizer state, norm statistics and the networks' outputs stay float32.
   c.model.dtype = 'float32'
+  c.model.remat = False  # recompute activations in the backward pass (the DDPM UNet's blocks)
   return c
 
 
@@ -185,13 +189,13 @@ def validate(config: ConfigDict) -> None:
   _check(bool(config.family), 'family is empty: the config file must set it')
   _check(bool(config.data.name), 'data.name is empty: the config file must set it')
   for key in ('data.image_size', 'data.channels', 'data.batch_size', 'train.num_steps',
-              'train.log_every', 'checkpoint.max_to_keep', 'eval.batch_size', 'sample.grid',
-              'sample.num'):
-    value = _get(config, key)
+              'train.log_every', 'train.grad_accum_steps', 'checkpoint.max_to_keep',
+              'eval.batch_size', 'sample.grid', 'sample.num'):
+    value = lookup(config, key)
     _check(value > 0, f'{key}={value}: expected a positive integer')
   for key in ('checkpoint.every_steps', 'sample.every_steps', 'data.crop_size',
               'data.num_threads', 'optim.grad_clip', 'optim.warmup_steps', 'train.profile_steps'):
-    value = _get(config, key)
+    value = lookup(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
   _check(0.0 <= config.optim.ema_decay < 1.0,
          f'optim.ema_decay={config.optim.ema_decay}: expected a value in [0, 1)')
@@ -207,10 +211,11 @@ def validate(config: ConfigDict) -> None:
          f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
 
 
-def _get(config: ConfigDict, dotted: str):
+def lookup(tree: dict | ConfigDict, dotted: str):
+  """tree['a']['b'] for 'a.b', in dicts or ConfigDicts; None where a key is missing."""
   for part in dotted.split('.'):
-    config = config[part]
-  return config
+    tree = tree.get(part) if isinstance(tree, dict | ConfigDict) else None
+  return tree
 
 
 def to_json(config: ConfigDict) -> str:

@@ -48,6 +48,30 @@ def initializer(family: Any, config: ConfigDict, mesh: Mesh) -> Callable[[], 'Tr
                  out_shardings=parallel.replicated(mesh))
 
 
+def loss_and_grads(loss_fn: Callable[[Any, dict], tuple[jax.Array, dict]], params: Any,
+                   batch: dict, micro_batches: int = 1) -> tuple[tuple[jax.Array, dict], Any]:
+  """((loss, aux), gradients) of `loss_fn(params, batch) -> (loss, {name: scalar})`, a mean
+  over the batch's examples.
+
+  With `micro_batches` k > 1 the batch [B, ...] is cut along its first axis into k
+  micro-batches of B/k, run one after another (`lax.scan`) and their losses, aux values and
+  gradients averaged: the whole batch's values (when each example's terms depend only on
+  the example), with the activations of B/k examples alive at a time.
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if micro_batches == 1:
+    return grad_fn(params, batch)
+  micro = jax.tree.map(lambda x: x.reshape(micro_batches, -1, *x.shape[1:]), batch)
+
+  def add(total, batch_j):
+    return jax.tree.map(jnp.add, total, grad_fn(params, batch_j)), None
+
+  first = jax.tree.map(lambda x: x[0], micro)
+  zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn, params, first))
+  total, _ = jax.lax.scan(add, zeros, micro)
+  return jax.tree.map(lambda x: x / micro_batches, total)
+
+
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
   """Returns decay * ema + (1 - decay) * params, leaf by leaf (decay 0: params, no pass)."""
   if decay == 0:

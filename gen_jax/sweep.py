@@ -29,6 +29,7 @@ from absl import app, flags
 
 from gen_jax import layout
 from gen_jax.checkpoint import latest_step
+from gen_jax.config_lib import lookup
 
 Point = dict[str, Any]
 
@@ -101,9 +102,7 @@ def mismatch(workdir: str, point: Point) -> str:
   if config is None:
     return ''
   for key, value in point.items():
-    old = config
-    for part in key.split('.'):
-      old = old.get(part) if isinstance(old, dict) else None
+    old = lookup(config, key)
     if json.loads(json.dumps(value)) != old:
       return f'{workdir} holds a run with {key}={old!r}, not {value!r}'
   return ''

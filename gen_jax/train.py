@@ -59,6 +59,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   config_lib.validate(config)
   exp = experiment_lib.build(config)
   parallel.check_divisible(config.data.batch_size, exp.mesh, 'data.batch_size')
+  per_device, micro = config.data.batch_size // exp.mesh.size, config.train.grad_accum_steps
+  if per_device % micro:
+    raise UserError(f'train.grad_accum_steps={micro} does not divide the per-device batch of '
+                    f'{per_device} (data.batch_size={config.data.batch_size} over '
+                    f'{exp.mesh.size} devices)')
   data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
                                       jax.process_count())
   evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),

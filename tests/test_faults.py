@@ -130,3 +130,13 @@ def test_a_workdir_that_cannot_be_created_is_one_clear_line(tmp_path, tfds_dir):
   assert result.returncode != 0
   assert last_line(result.stderr) == ('gen_jax: error: NotADirectoryError: [Errno 20] '
                                       f"Not a directory: '{blocker / 'run'}'")
+
+
+def test_resuming_with_another_seed_is_refused_in_one_line(tmp_path, tfds_dir):
+  workdir = str(tmp_path / 'run')
+  run_cli(*args(workdir, tfds_dir, 2))
+  result = run_cli(*args(workdir, tfds_dir, 4, '--config.seed=1'), check=False)
+  assert result.returncode != 0
+  assert last_line(result.stderr) == (
+      f'gen_jax: error: {workdir}/checkpoints holds a run with seed=0, this config has seed=1: '
+      'resuming would not continue that run; use another --workdir')

@@ -110,6 +110,7 @@ def test_a_bad_dtype_is_one_clear_error(tfds_dir):
     get_family(config)
 
 
+@pytest.mark.slow
 def test_bf16_training_follows_float32(tfds_dir):
   """100 steps of the small VAE: bfloat16 ends within 1% of float32's loss, and differs
   from it (the check sees bfloat16 at work)."""

@@ -39,7 +39,7 @@ def without_timing(rows):
 @pytest.mark.parametrize('make_args,num_steps,every', [
     pytest.param(vae_args, 1500, 100, id='vae', marks=pytest.mark.slow),
     pytest.param(ddpm_args, 300, 50, id='ddpm', marks=pytest.mark.slow),
-    pytest.param(gan_args, 600, 100, id='gan')])
+    pytest.param(gan_args, 300, 50, id='gan')])
 def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir, make_args,
                                                                num_steps, every):
   def args(workdir):

@@ -2,7 +2,6 @@
 checkpoints as the generative families, and its penultimate features define FID in
 classifier space (a sample_quality evaluator's `features='classifier:WORKDIR'`)."""
 
-import jax
 import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
@@ -35,13 +34,14 @@ def make(config: ConfigDict) -> Family:
   def train_step(state, batch, rng):
     del rng  # deterministic
 
-    def loss_fn(params):
+    def loss_fn(params, batch):
       loss, accuracy = per_example(params, batch)
-      return parallel.pmean(jnp.mean(loss)), accuracy
+      return parallel.pmean(jnp.mean(loss)), {'accuracy': parallel.pmean(jnp.mean(accuracy))}
 
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, metrics), grads = state_lib.loss_and_grads(loss_fn, state.params, batch,
+                                                      config.train.grad_accum_steps)
     state, norms = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
-    return state, {'loss': loss, 'accuracy': parallel.pmean(jnp.mean(accuracy)), **norms}
+    return state, {'loss': loss, **metrics, **norms}
 
   def eval_step(state, batch, rng):
     del rng

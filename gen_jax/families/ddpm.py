@@ -52,7 +52,7 @@ def make(config: ConfigDict) -> Family:
     except ValueError as e:
       raise UserError(str(e)) from None
   model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
-               m.dropout, channels * (2 if d.learn_variance else 1))
+               m.dropout, channels * (2 if d.learn_variance else 1), m.get('remat', False))
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   shape = (size, size, channels)
   num_dims = size * size * channels
@@ -78,16 +78,15 @@ def make(config: ConfigDict) -> Family:
     return state_lib.create(params, tx)
 
   def train_step(state, batch, rng):
-    x0 = batch['image']
-    keys = example_keys(rng, batch['id'])
-    t = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0, d.num_steps))(
-        keys)
-    eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), shape))(keys)
-    xt = sch.q_sample(schedule, x0, t, eps)
-    goal = losses.target(schedule, d.prediction, x0, t, eps)
-    weight = losses.min_snr_weight(snr[t], d.prediction, d.min_snr_gamma)
-
-    def loss_fn(params):
+    def loss_fn(params, batch):
+      x0 = batch['image']
+      keys = example_keys(rng, batch['id'])
+      t = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0,
+                                                d.num_steps))(keys)
+      eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), shape))(keys)
+      xt = sch.q_sample(schedule, x0, t, eps)
+      goal = losses.target(schedule, d.prediction, x0, t, eps)
+      weight = losses.min_snr_weight(snr[t], d.prediction, d.min_snr_gamma)
       prediction, v = split(model.apply({'params': params}, xt, t, train=True,
                                         ids=batch['id'], rngs={'dropout': rng}))
       loss = losses.regression_loss(prediction, goal, weight)
@@ -99,12 +98,12 @@ def make(config: ConfigDict) -> Family:
         vlb = losses.vlb_bits_per_dim(schedule, x0, xt, t, eps_hat, v)
         loss = loss + d.vlb_weight * d.num_steps * vlb
         aux['vlb_bpd'] = vlb
-      return parallel.pmean(jnp.mean(loss)), aux
+      return parallel.pmean((jnp.mean(loss), {k: jnp.mean(v) for k, v in aux.items()}))
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, aux), grads = state_lib.loss_and_grads(loss_fn, state.params, batch,
+                                                  config.train.grad_accum_steps)
     state, norms = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
-    return state, {'loss': loss, **{k: parallel.pmean(jnp.mean(v)) for k, v in aux.items()},
-                   **norms}
+    return state, {'loss': loss, **aux, **norms}
 
   def mean_logvar(params):
     def fn(xt, t):

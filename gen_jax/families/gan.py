@@ -44,6 +44,9 @@ def _check_config(config: ConfigDict) -> None:
     if value not in allowed:
       raise UserError(f'{key}={value!r}: expected one of {allowed}'
                       + (" with model.arch='resnet'" if key == 'model.d_norm' and resnet else ''))
+  if config.train.grad_accum_steps != 1:
+    raise UserError(f'train.grad_accum_steps={config.train.grad_accum_steps}: the GAN takes 1 '
+                    '(its BatchNorm statistics and its n_critic slices are per batch)')
   if g.n_critic < 1:
     raise UserError(f'gan.n_critic={g.n_critic}: expected 1 or more')
   if config.data.batch_size % g.n_critic:

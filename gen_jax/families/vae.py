@@ -95,16 +95,14 @@ def make(config: ConfigDict) -> Family:
     return state_lib.create(params, tx)
 
   def train_step(state, batch, rng):
-    keys = example_keys(rng, batch['id'])
-
-    def loss_fn(params):
-      terms = elbo_terms(params, batch['image'], keys)
+    def loss_fn(params, batch):
+      terms = elbo_terms(params, batch['image'], example_keys(rng, batch['id']))
       loss = jnp.mean(vae_losses.beta_loss(terms, config.loss.beta))
-      return parallel.pmean(loss), terms
+      return parallel.pmean(loss), parallel.pmean({k: jnp.mean(v) for k, v in terms.items()})
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, metrics), grads = state_lib.loss_and_grads(loss_fn, state.params, batch,
+                                                      config.train.grad_accum_steps)
     state, norms = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
-    metrics = parallel.pmean({k: jnp.mean(v) for k, v in terms.items()})
     metrics['bpd'] = -metrics['elbo'] / (num_dims * np.log(2))
     return state, {'loss': loss, **metrics, **norms}
 

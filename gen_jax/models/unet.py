@@ -20,7 +20,16 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.nn import Conv, Dense, Downsample, GroupNorm, GroupNormSiLU, Upsample, example_dropout
+from gen_jax.nn import (
+  Conv,
+  Dense,
+  Downsample,
+  GroupNorm,
+  GroupNormSiLU,
+  Upsample,
+  checkpointed,
+  example_dropout,
+)
 
 
 def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
@@ -70,7 +79,8 @@ class AttnBlock(nn.Module):
 class UNet(nn.Module):
   """x_t [B, H, W, C], t [B] -> [B, H, W, out_ch] (e.g. the predicted noise).
 
-  Training with dropout needs a 'dropout' rng and the examples' global ids [B].
+  Training with dropout needs a 'dropout' rng and the examples' global ids [B]. `remat`
+  recomputes each residual and attention block's activations in the backward pass.
   """
   ch: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -78,6 +88,7 @@ class UNet(nn.Module):
   attn_resolutions: Sequence[int] = (16,)
   dropout: float = 0.1
   out_ch: int = 3
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, train: bool = False,
@@ -85,6 +96,8 @@ class UNet(nn.Module):
     if train and self.dropout > 0 and ids is None:
       raise ValueError('UNet: training with dropout needs the example ids')
     resample_names = (f'Conv_{i}' for i in itertools.count())
+    resnet_block = checkpointed(ResnetBlock, self.remat, static_argnums=(3,))
+    attn_block = checkpointed(AttnBlock, self.remat)
     temb = timestep_embedding(t, self.ch)
     temb = Dense(4 * self.ch, name='temb_dense0')(temb)
     temb = Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
@@ -93,25 +106,25 @@ class UNet(nn.Module):
     hs = [Conv(self.ch, (3, 3), name='conv_in')(x)]
     for level, mult in enumerate(self.ch_mult):
       for _ in range(self.num_res_blocks):
-        h = ResnetBlock(self.ch * mult, self.dropout)(hs[-1], temb, train, ids)
+        h = resnet_block(self.ch * mult, self.dropout)(hs[-1], temb, train, ids)
         if h.shape[1] in self.attn_resolutions:
-          h = AttnBlock()(h)
+          h = attn_block()(h)
         hs.append(h)
       if level != len(self.ch_mult) - 1:
         hs.append(Downsample(name=next(resample_names))(hs[-1]))
 
     # Middle
-    h = ResnetBlock(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train, ids)
-    h = AttnBlock()(h)
-    h = ResnetBlock(h.shape[-1], self.dropout)(h, temb, train, ids)
+    h = resnet_block(hs[-1].shape[-1], self.dropout)(hs[-1], temb, train, ids)
+    h = attn_block()(h)
+    h = resnet_block(h.shape[-1], self.dropout)(h, temb, train, ids)
 
     # Upsampling
     for level, mult in reversed(list(enumerate(self.ch_mult))):
       for _ in range(self.num_res_blocks + 1):
-        h = ResnetBlock(self.ch * mult, self.dropout)(
+        h = resnet_block(self.ch * mult, self.dropout)(
             jnp.concatenate([h, hs.pop()], axis=-1), temb, train, ids)
         if h.shape[1] in self.attn_resolutions:
-          h = AttnBlock()(h)
+          h = attn_block()(h)
       if level != 0:
         h = Upsample(name=next(resample_names))(h)
 

@@ -11,10 +11,11 @@ from gen_jax.nn.layers import (
                                Dense,
                                Downsample,
                                Upsample,
+                               checkpointed,
                                example_dropout,
                                upsample_nearest,
 )
 from gen_jax.nn.norms import BatchNorm, GroupNorm, GroupNormSiLU
 
 __all__ = ['BatchNorm', 'Conv', 'ConvTranspose', 'Dense', 'Downsample', 'GroupNorm',
-           'GroupNormSiLU', 'Upsample', 'example_dropout', 'upsample_nearest']
+           'GroupNormSiLU', 'Upsample', 'checkpointed', 'example_dropout', 'upsample_nearest']

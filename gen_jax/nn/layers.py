@@ -217,6 +217,18 @@ class Downsample(_Resample):
     return self.cpu_conv(x, lambda x, kernel: convs.conv(x, kernel, (2, 2), 'SAME'))
 
 
+def checkpointed(module: type[nn.Module], enabled: bool,
+                 static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
+  """`module`, or, if `enabled`, its rematerialized form (`nn.remat`: the backward pass
+  recomputes the module's activations instead of keeping them) under the same class name,
+  so the parameter tree does not change. `static_argnums` count `self` as 0."""
+  if not enabled:
+    return module
+  remat = nn.remat(module, static_argnums=static_argnums)
+  remat.__name__ = remat.__qualname__ = module.__name__
+  return remat
+
+
 def example_dropout(x: jax.Array, rate: float, key: jax.Array, ids: jax.Array) -> jax.Array:
   """Dropout whose mask for each example comes from fold_in(key, its id) [B]: the masks do not
   depend on how the batch is split over devices. Returns x [B, ...] masked and rescaled.

@@ -66,3 +66,28 @@ def test_timestep_embedding_closed_form():
   expected = np.concatenate([np.sin(np.outer([0, 1, 250], frequencies)),
                              np.cos(np.outer([0, 1, 250], frequencies))], axis=1)
   np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_remat_keeps_the_parameters_and_the_gradients():
+  """Rematerialized blocks: the same parameter tree, the same loss and gradients (dropout
+  masks recomputed from the example ids), and the backward pass recomputes (`remat`)."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  t, ids = jnp.array([3, 900]), jnp.array([7, 11])
+  grads, variables = {}, None
+  for remat in (False, True):
+    model = UNet(ch=32, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), dropout=0.3,
+                 remat=remat)
+    init = jax.jit(model.init)(jax.random.key(1), x, t)
+    variables = init if variables is None else variables
+    assert jax.tree.structure(init) == jax.tree.structure(variables)
+
+    def loss(params, model=model):
+      out = model.apply({'params': params}, x, t, train=True, ids=ids,
+                        rngs={'dropout': jax.random.key(2)})
+      return jnp.mean(out ** 2)
+
+    grad_fn = jax.grad(loss)
+    assert ('remat' in str(jax.make_jaxpr(grad_fn)(variables['params']))) == remat
+    grads[remat] = jax.jit(grad_fn)(variables['params'])
+  for a, b in zip(jax.tree.leaves(grads[False]), jax.tree.leaves(grads[True]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
