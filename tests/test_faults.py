@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
 
@@ -26,20 +27,27 @@ def start(arguments, prefix=()):
                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def assert_equals_an_uninterrupted_run(workdir, reference, tfds_dir, num_steps):
-  """The resumed run in `workdir` logged every step once and ends where a run of the same
-  command that was never interrupted ends, bit for bit."""
-  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, num_steps + 1))
-  run_cli(*args(reference, tfds_dir, num_steps))
-  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]),
-                                flat_params(restore_run(reference)[0]))
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, tfds_dir):
+  """The parameters of a 60-step run of `args` that was never interrupted."""
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  run_cli(*args(workdir, tfds_dir, 60))
+  return flat_params(restore_run(workdir)[0])
+
+
+def assert_equals_the_uninterrupted_run(workdir, uninterrupted):
+  """The resumed 60-step run in `workdir` logged every step once and ends where the run that
+  was never interrupted ends, bit for bit."""
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 61))
+  np.testing.assert_array_equal(flat_params(restore_run(workdir)[0]), uninterrupted)
 
 
 def last_line(stderr: str) -> str:
   return stderr.strip().splitlines()[-1]
 
 
-def test_kill_during_an_async_save_resumes_from_the_previous_checkpoint(tmp_path, tfds_dir):
+def test_kill_during_an_async_save_resumes_from_the_previous_checkpoint(tmp_path, tfds_dir,
+                                                                       uninterrupted):
   workdir = str(tmp_path / 'run')
   checkpoints = os.path.join(workdir, 'checkpoints')
   process = start(args(workdir, tfds_dir, 200))
@@ -54,10 +62,11 @@ def test_kill_during_an_async_save_resumes_from_the_previous_checkpoint(tmp_path
   assert not os.path.exists(os.path.join(checkpoints, '40', 'commit_success.txt')), (
       'the kill came after the save finished')
   run_cli(*args(workdir, tfds_dir, 60))
-  assert_equals_an_uninterrupted_run(workdir, str(tmp_path / 'reference'), tfds_dir, 60)
+  assert_equals_the_uninterrupted_run(workdir, uninterrupted)
 
 
-def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_path, tfds_dir):
+def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_path, tfds_dir,
+                                                                           uninterrupted):
   workdir = str(tmp_path / 'run')
   run_cli(*args(workdir, tfds_dir, 40))
   step_40 = os.path.join(workdir, 'checkpoints', '40')
@@ -74,7 +83,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_
   moved = os.path.join(workdir, 'checkpoints.damaged', '40')
   truncated = os.path.join(moved, os.path.relpath(biggest, step_40))
   assert os.path.getsize(truncated) == size // 2  # kept as it was, for a post-mortem
-  assert_equals_an_uninterrupted_run(workdir, str(tmp_path / 'reference'), tfds_dir, 60)
+  assert_equals_the_uninterrupted_run(workdir, uninterrupted)
 
 
 def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, tfds_dir):

@@ -35,7 +35,8 @@ def test_sweep_runs_points_writes_results_and_skips_finished_ones(tmp_path, tfds
             '--config.train.log_every=20', '--config.evals.likelihood.every_steps=40',
             '--config.evals.likelihood.num_examples=32', '--config.eval.batch_size=16',
             '--config.eval.iw_samples=0', '--config.sample.every_steps=0',
-            '--config.checkpoint.every_steps=40']
+            '--config.checkpoint.every_steps=40', '--config.model.hidden=32',
+            '--config.model.channels=(8,16)']
   out = sweep(str(sweep_file), f'--root={root}', '--parallel=2', *common)
   assert sorted(out.split()) == sorted(['000-beta=0.5:', '001-beta=2.0:', 'done', 'done'])
   with open(os.path.join(root, 'results.csv')) as f:

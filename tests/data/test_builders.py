@@ -48,6 +48,7 @@ def test_digits_builder_matches_sklearn(tfds_dir):
   np.testing.assert_array_equal(labels, np.bincount(digits.target, minlength=10))
 
 
+@pytest.mark.slow
 def test_mnist_idx_builder(tfds_dir, mnist_dir):
   for split, counts, raw in [('train', MNIST_TRAIN_LABEL_COUNTS, 'train-images-idx3-ubyte.gz'),
                              ('test', MNIST_TEST_LABEL_COUNTS, 't10k-images-idx3-ubyte.gz')]:

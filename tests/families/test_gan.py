@@ -211,14 +211,16 @@ def test_resnet_shapes_and_resampling():
   np.testing.assert_array_equal(upsample_nearest(x), jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
   generator = ResNetGenerator((16, 8), 16, 3)
   z = jax.random.normal(jax.random.key(1), (2, 10))
-  variables = generator.init(jax.random.key(2), z, train=False)
-  images = generator.apply(variables, z, train=False)
+  variables = jax.jit(generator.init, static_argnames='train')(jax.random.key(2), z, train=False)
+  images = jax.jit(generator.apply, static_argnames='train')(variables, z, train=False)
   assert images.shape == (2, 16, 16, 3) and bool(jnp.all(jnp.abs(images) <= 1))
   critic = ResNetDiscriminator((8, 8, 8, 8), spectral_norm=True)
-  variables = critic.init(jax.random.key(3), images, train=False)
-  assert critic.apply(variables, images, train=False).shape == (2,)
+  variables = jax.jit(critic.init, static_argnames='train')(jax.random.key(3), images,
+                                                            train=False)
   # Two downsamplings of 16 px: the last blocks run at 4x4.
-  _, inner = critic.apply(variables, images, train=False, capture_intermediates=True)
+  logits, inner = jax.jit(lambda v, x: critic.apply(v, x, train=False,
+                                                    capture_intermediates=True))(variables, images)
+  assert logits.shape == (2,)
   assert inner['intermediates']['SpectralNorm_7']['__call__'][0].shape == (2, 4, 4, 8)
 
 

@@ -190,6 +190,7 @@ def test_feature_network_errors_are_clear(tmp_path):
     load_feature_net(f'classifier:{tmp_path}', mesh)
 
 
+@pytest.mark.slow
 def test_watch_evaluates_checkpoints_as_training_writes_them(tmp_path, tfds_dir):
   """An eval job started before training waits, evaluates new checkpoints, stops at the end."""
   workdir = str(tmp_path / 'run')

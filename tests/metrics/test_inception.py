@@ -121,6 +121,7 @@ def keras_run() -> KerasRun:
                   mixed10=mixed10, pooled=pooled)
 
 
+@pytest.mark.slow
 def test_standard_network_equals_keras_inception_v3(keras_run):
   """Keras's architecture is the standard one with TF's average pooling (padding not counted)
   and no BN scale."""
@@ -131,6 +132,7 @@ def test_standard_network_equals_keras_inception_v3(keras_run):
   assert_close(features, keras_run.pooled)
 
 
+@pytest.mark.slow
 def test_fid_network_is_keras_with_a_max_pool_in_the_last_block(keras_run):
   """fid=True: the reference is Keras's last block with its pool branch (its last 192
   channels) recomputed by hand from Keras's mixed9 with a 3x3 max pool."""
