@@ -56,7 +56,7 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
 
 
 @pytest.mark.parametrize('overrides', [
-    (),
+    pytest.param((), marks=pytest.mark.slow),
     pytest.param(('--config.model.d_norm=layer', '--config.model.spectral_norm=True',
                   '--config.gan.loss=wasserstein', '--config.gan.gp_weight=10.0'),
                  marks=pytest.mark.slow),

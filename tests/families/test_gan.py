@@ -206,6 +206,7 @@ def test_resnet_32_has_the_reference_parameter_counts():
   assert count_params(ResNetDiscriminator((128,) * 4), jnp.zeros((1, 32, 32, 3))) == 1_053_824
 
 
+@pytest.mark.slow
 def test_resnet_shapes_and_resampling():
   x = jax.random.normal(jax.random.key(0), (2, 4, 6, 3))
   np.testing.assert_array_equal(upsample_nearest(x), jnp.repeat(jnp.repeat(x, 2, 1), 2, 2))
