@@ -1,12 +1,14 @@
 """DCGAN on CelebA faces at 64x64 (Radford et al. 2016): the seed's face-generation case.
 
   python -m gen_jax.main --config=configs/dcgan_celeba64.py --workdir=runs/dcgan_celeba64 \
-      --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+      --config.data.manual_dir=DIR_WITH_img_align_celeba.zip
 
-tfds `celeb_a` (prepared beforehand: its download needs a network), center crop 108 -> 64.
+Data: CelebA's aligned faces, img_align_celeba.zip and list_eval_partition.txt (with
+list_attr_celeba.txt for the 40 attributes) from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html,
+center-cropped 108 -> 64 once, when prepared into data.data_dir (README, "Datasets").
 The model is PyTorch's DCGAN example exactly: G 512-256-128-64 from a 4x4 grid (3,576,704
 parameters), D 64-128-256-512 (2,765,568), no conv biases, batch 64, Adam 2e-4 / beta1 0.5.
-Not yet run here (no CelebA offline, no GPU); benchmarks/train_throughput.py times its step.
+Not yet run here (no GPU); benchmarks/train_throughput.py times its step.
 Expected on an accelerator: recognisable faces within a few epochs (~3k steps per epoch).
 """
 

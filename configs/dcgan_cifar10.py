@@ -2,11 +2,15 @@
 32 px DCGAN networks of configs/wgan_gp_cifar10.py.
 
   python -m gen_jax.main --config=configs/dcgan_cifar10.py --workdir=runs/dcgan_cifar10 \
-      --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+      --config.data.manual_dir=DIR_WITH_cifar-10-python.tar.gz
+
+Data: the CIFAR-10 python tarball from https://www.cs.toronto.edu/~kriz/cifar.html,
+prepared once into data.data_dir (README, "Datasets"); or a tfds copy prepared
+in array_record format there, without manual_dir.
 
 The row beside StudioGAN's CIFAR-10 DCGAN (FID 49.0, 10k samples against test). StudioGAN's
 "deep conv" networks differ from these (3x3 convs between the strided ones), so compare the
-protocol, not the architecture. Not yet run here (no CIFAR-10 offline, no GPU).
+protocol, not the architecture. Not yet run here (no GPU).
 """
 
 from gen_jax.config_lib import evaluator, family_config

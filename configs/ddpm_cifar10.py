@@ -1,6 +1,11 @@
 """Ho et al. (2020)'s CIFAR-10 DDPM: the paper's model and training setting.
 
-  python -m gen_jax.main --config=configs/ddpm_cifar10.py --workdir=runs/ddpm_cifar10
+  python -m gen_jax.main --config=configs/ddpm_cifar10.py --workdir=runs/ddpm_cifar10 \
+      --config.data.manual_dir=DIR_WITH_cifar-10-python.tar.gz
+
+Data: the CIFAR-10 python tarball from https://www.cs.toronto.edu/~kriz/cifar.html,
+prepared once into data.data_dir (README, "Datasets"); or a tfds copy prepared
+in array_record format there, without manual_dir.
 
 Model: UNet ch 128, ch_mult (1, 2, 2, 2), 2 res blocks, attention at 16x16, dropout 0.1:
 35,746,307 parameters (the paper's 35.7M; `--mode=summary` prints it). Training: Adam 2e-4,

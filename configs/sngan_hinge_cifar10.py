@@ -2,11 +2,15 @@
 ("standard CNN") networks.
 
   python -m gen_jax.main --config=configs/sngan_hinge_cifar10.py \
-      --workdir=runs/sngan_hinge_cifar10 --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+      --workdir=runs/sngan_hinge_cifar10 --config.data.manual_dir=DIR_WITH_cifar-10-python.tar.gz
+
+Data: the CIFAR-10 python tarball from https://www.cs.toronto.edu/~kriz/cifar.html,
+prepared once into data.data_dir (README, "Datasets"); or a tfds copy prepared
+in array_record format there, without manual_dir.
 
 The paper's setting (A) for the standard CNN: Adam 1e-4, beta = (0.5, 0.9), 5 discriminator
 updates per generator update, each on its own 64 real images (data.batch_size = 5 x 64);
-no BatchNorm in D. Not yet run here (no CIFAR-10 offline, no GPU). Published: Miyato et
+no BatchNorm in D. Not yet run here (no GPU). Published: Miyato et
 al. (2018), table 2, for this network (their ResNet reaches FID 21.7); compare only under the
 same FID protocol.
 """

@@ -2,14 +2,18 @@
 reference code): hinge loss, spectral norm in every discriminator layer.
 
   python -m gen_jax.main --config=configs/sngan_resnet_cifar10.py \
-      --workdir=runs/sngan_resnet_cifar10 --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+      --workdir=runs/sngan_resnet_cifar10 --config.data.manual_dir=DIR_WITH_cifar-10-python.tar.gz
+
+Data: the CIFAR-10 python tarball from https://www.cs.toronto.edu/~kriz/cifar.html,
+prepared once into data.data_dir (README, "Datasets"); or a tfds copy prepared
+in array_record format there, without manual_dir.
 
 G: three up-blocks of width 256 (4,276,739 parameters); D: four blocks of width 128, the
 first two downsampling (1,053,824 parameters). Adam 2e-4 with beta = (0, 0.9), 5
 discriminator updates per generator update, each on its own 64 real images
 (data.batch_size = 5 x 64), 50k generator updates. The paper decays the learning rate
 linearly to 0; this uses cosine decay (gen_jax has no linear one). Not yet run here (no
-CIFAR-10 offline, no GPU). Published: Miyato et al. (2018), table 2, FID 21.7 and Inception
+GPU). Published: Miyato et al. (2018), table 2, FID 21.7 and Inception
 score 8.22 for this model; compare only under the same FID protocol.
 """
 

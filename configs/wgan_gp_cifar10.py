@@ -1,13 +1,17 @@
 """WGAN-GP on CIFAR-10 (Gulrajani et al. 2017) with the DCGAN-style 32 px networks.
 
   python -m gen_jax.main --config=configs/wgan_gp_cifar10.py --workdir=runs/wgan_gp_cifar10 \
-      --config.data.data_dir=PATH/TO/TENSORFLOW_DATASETS
+      --config.data.manual_dir=DIR_WITH_cifar-10-python.tar.gz
+
+Data: the CIFAR-10 python tarball from https://www.cs.toronto.edu/~kriz/cifar.html,
+prepared once into data.data_dir (README, "Datasets"); or a tfds copy prepared
+in array_record format there, without manual_dir.
 
 Wasserstein loss, gradient penalty lambda = 10 on interpolates, 5 critic updates per
 generator update, each on its own 64 real images (so data.batch_size = 5 x 64), Adam 1e-4
 with beta = (0.5, 0.9), 100k generator steps with the learning rate decayed linearly in the
 paper (cosine here). The critic uses layer norm, not BatchNorm (the penalty needs each
-logit to depend on its own image). Not yet run here (no CIFAR-10 offline, no GPU).
+logit to depend on its own image). Not yet run here (no GPU).
 Published: StudioGAN's CIFAR-10 WGAN-GP, FID 25.9 (10k samples against test).
 
 Gulrajani et al.'s ResNet instead: add --config.model.arch=resnet

@@ -1,4 +1,4 @@
-"""The gen_jax command line: one config, one workdir, four modes.
+"""The gen_jax command line: one config, one workdir, five modes.
 
   python -m gen_jax.main --config=configs/NAME.py --workdir=DIR \
       [--mode=train|eval|sample|summary] [--config.KEY=VALUE ...] \
@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from gen_jax import cpu_runtime
 from gen_jax.errors import UserError
 
-MODES = ('train', 'eval', 'sample', 'summary')
+MODES = ('train', 'eval', 'sample', 'summary', 'prepare')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
@@ -72,8 +72,8 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None,
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f'unexpected arguments {argv[1:]}', status=2)
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    fail('--config and --workdir are required', status=2)
+  if _CONFIG.value is None or (_WORKDIR.value is None and _MODE.value != 'prepare'):
+    fail('--config and --workdir are required (--mode=prepare needs no --workdir)', status=2)
   if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
     logging.set_verbosity(logging.ERROR)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
@@ -84,7 +84,8 @@ def main(argv: list[str]) -> None:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from gen_jax import modes, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
-         'sample': modes.sample, 'summary': modes.summary}[_MODE.value]
+         'sample': modes.sample, 'summary': modes.summary,
+         'prepare': modes.prepare}[_MODE.value]
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:

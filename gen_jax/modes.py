@@ -1,4 +1,5 @@
-"""The modes besides training: eval, sample and summary of a config in a workdir."""
+"""The modes besides training: eval, sample and summary of a config in a workdir, and
+preparing its dataset."""
 
 import json
 import logging
@@ -14,6 +15,7 @@ from ml_collections import ConfigDict
 from gen_jax import config_lib, evaluators, images, layout
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
+from gen_jax.data import pipeline
 from gen_jax.errors import UserError
 from gen_jax.metric_writer import MetricWriter
 
@@ -121,3 +123,13 @@ def summary(config: ConfigDict, workdir: str) -> dict:
     with open(layout.summary_file(workdir), 'w') as f:
       json.dump(result, f, indent=2)
   return result
+
+
+def prepare(config: ConfigDict, workdir: str | None = None) -> dict[str, int]:
+  """Prepares the config's dataset in data.data_dir (once, on one host, before a multi-host
+  launch: training then only reads it); prints and returns {split: number of examples}."""
+  del workdir  # preparing writes only under data.data_dir
+  config_lib.validate(config)
+  splits = pipeline.prepare(config.data)
+  print(f'{config.data.name}: ' + ', '.join(f'{split} {n:,}' for split, n in splits.items()))
+  return splits

@@ -1,14 +1,18 @@
-"""Offline tfds builders: scikit-learn's 8x8 digits and MNIST from its four idx files.
+"""Offline tfds builders for arrays: scikit-learn's 8x8 digits, MNIST from its four idx files,
+CIFAR-10 and CIFAR-100 from their official python tarballs.
 
-Both are ordinary `tfds.core.GeneratorBasedBuilder`s, so they are prepared once into
-`data_dir` as array_record files and read through `tfds.data_source` exactly like
-`mnist` or `cifar10` on a cluster. Images are `Tensor(uint8)` features rather than
-`tfds.features.Image`, because encoding an `Image` feature needs TensorFlow.
+They are ordinary `tfds.core.GeneratorBasedBuilder`s, so they are prepared once into
+`data_dir` as array_record files and read through grain like any tfds dataset. Images are
+`Tensor(uint8)` features rather than `tfds.features.Image`, because encoding an `Image`
+feature needs TensorFlow.
 """
 
 import gzip
+import io
 import os
+import pickle
 import struct
+import tarfile
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -20,10 +24,12 @@ MNIST_FILES = {
 DIGITS_NUM_TEST = 297  # the last 297 of sklearn's 1797 digits; the first 1500 train
 
 
-def _image_features(height: int, width: int) -> tfds.features.FeaturesDict:
+def _image_features(height: int, width: int, channels: int = 1, num_classes: int = 10,
+                    **more: tfds.features.FeatureConnector) -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict({
-      'image': tfds.features.Tensor(shape=(height, width, 1), dtype=np.uint8),
-      'label': tfds.features.ClassLabel(num_classes=10),
+      'image': tfds.features.Tensor(shape=(height, width, channels), dtype=np.uint8),
+      'label': tfds.features.ClassLabel(num_classes=num_classes),
+      **more,
   })
 
 
@@ -94,3 +100,107 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
                        f'{labels_path} {len(labels)} labels')
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {'image': image[:, :, None], 'label': int(label)}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+  """Unpickles the CIFAR batches' dicts of lists and numpy arrays, and nothing else."""
+
+  ALLOWED = {('numpy._core.multiarray', '_reconstruct'), ('numpy.core.multiarray', '_reconstruct'),
+             ('numpy', 'ndarray'), ('numpy', 'dtype'),
+             ('_codecs', 'encode')}  # how protocol-2 pickles written by Python 3 hold bytes
+
+  def find_class(self, module: str, name: str):
+    if (module, name) not in self.ALLOWED:
+      raise pickle.UnpicklingError(f'unexpected object {module}.{name}')
+    return super().find_class(module, name)
+
+
+def read_cifar_batch(data: bytes, name: str) -> dict[str, np.ndarray]:
+  """Parses one pickled CIFAR batch; returns 'image' uint8 [N, 32, 32, 3] and every
+  '*labels' key as int64 [N] (CIFAR-10: 'labels'; CIFAR-100: 'fine_labels', 'coarse_labels')."""
+  try:
+    batch = _BatchUnpickler(io.BytesIO(data), encoding='bytes').load()
+    images = np.asarray(batch[b'data'], np.uint8)
+    out = {'image': images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)}
+    for key in batch:
+      if key.endswith(b'labels'):
+        out[key.decode()] = np.asarray(batch[key], np.int64)
+  except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as e:
+    raise ValueError(f'{name} is not a CIFAR python batch ({type(e).__name__}: {e})') from None
+  if any(len(v) != len(images) for v in out.values()):
+    raise ValueError(f'{name}: the labels and images differ in number')
+  return out
+
+
+def read_cifar_members(manual_dir: str, archive: str, folder: str,
+                       members: list[str]) -> dict[str, bytes]:
+  """Returns the bytes of `folder/MEMBER` for each member, read from the tarball `archive`
+  in `manual_dir` or, when absent, from the extracted `folder` beside it."""
+  archive_path, folder_path = os.path.join(manual_dir, archive), os.path.join(manual_dir, folder)
+  if os.path.exists(archive_path):
+    try:
+      with tarfile.open(archive_path) as tar:
+        return {m: tar.extractfile(f'{folder}/{m}').read() for m in members}
+    except (tarfile.TarError, KeyError, EOFError, OSError) as e:
+      raise ValueError(f'{archive_path} is damaged or not the official archive: {e}') from None
+  if not os.path.isdir(folder_path):
+    raise FileNotFoundError(f'neither {archive_path} nor {folder_path} exists')
+  out = {}
+  for m in members:
+    with open(os.path.join(folder_path, m), 'rb') as f:
+      out[m] = f.read()
+  return out
+
+
+class _Cifar(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """CIFAR from the official python tarball in the manual dir, splits as published."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  ARCHIVE, FOLDER, SPLITS, NUM_CLASSES, LABEL_KEY = '', '', {}, 0, ''
+  COARSE_CLASSES = 0  # CIFAR-100's 20 superclasses, when the batches carry them
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    more = ({'coarse_label': tfds.features.ClassLabel(num_classes=self.COARSE_CLASSES)}
+            if self.COARSE_CLASSES else {})
+    return self.dataset_info_from_configs(
+        features=_image_features(32, 32, 3, self.NUM_CLASSES, **more),
+        supervised_keys=('image', 'label'))
+
+  def _split_generators(self, dl_manager):
+    members = sum(self.SPLITS.values(), [])
+    files = read_cifar_members(os.fspath(dl_manager.manual_dir), self.ARCHIVE, self.FOLDER,
+                               members)
+    return {split: self._generate_examples([(m, files[m]) for m in names])
+            for split, names in self.SPLITS.items()}
+
+  def _generate_examples(self, files: list[tuple[str, bytes]]):
+    for name, data in files:
+      batch = read_cifar_batch(data, f'{self.ARCHIVE}:{name}')
+      for i, image in enumerate(batch['image']):
+        example = {'image': image, 'label': int(batch[self.LABEL_KEY][i])}
+        if self.COARSE_CLASSES:
+          example['coarse_label'] = int(batch['coarse_labels'][i])
+        yield f'{name}_{i:05d}', example
+
+
+class Cifar10Files(_Cifar):
+  """CIFAR-10 (Krizhevsky 2009) from cifar-10-python.tar.gz: 50,000 train, 10,000 test."""
+
+  ARCHIVE, FOLDER = 'cifar-10-python.tar.gz', 'cifar-10-batches-py'
+  NUM_CLASSES, LABEL_KEY = 10, 'labels'
+  SPLITS = {'train': [f'data_batch_{i}' for i in range(1, 6)], 'test': ['test_batch']}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) or its '
+      'extracted cifar-10-batches-py/ in a folder and pass it as --config.data.manual_dir.')
+
+
+class Cifar100Files(_Cifar):
+  """CIFAR-100 from cifar-100-python.tar.gz: 100 fine classes ('label'), 20 coarse."""
+
+  ARCHIVE, FOLDER = 'cifar-100-python.tar.gz', 'cifar-100-python'
+  NUM_CLASSES, LABEL_KEY = 100, 'fine_labels'
+  COARSE_CLASSES = 20
+  SPLITS = {'train': ['train'], 'test': ['test']}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) or its '
+      'extracted cifar-100-python/ in a folder and pass it as --config.data.manual_dir.')

@@ -8,36 +8,119 @@ on-device augmentation and the families fold their per-example random keys.
 """
 
 import fcntl
+import importlib.util
 import os
+import shutil
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import grain
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 from PIL import Image
 
-from gen_jax.data import builders
+from gen_jax.data import builders, image_builders
 from gen_jax.errors import UserError
 
-OFFLINE_BUILDERS = {'digits': builders.Digits, 'mnist_idx': builders.MnistIdx}
+# data.name -> the builder that prepares it offline from files in data.manual_dir. Without a
+# manual_dir, the names tfds also knows (mnist, cifar10, cifar100, celeb_a) are read from a
+# copy that tfds prepared (array_record), and any other tfds name likewise.
+FILE_BUILDERS = {
+    'digits': builders.Digits, 'mnist_idx': builders.MnistIdx, 'mnist': builders.MnistIdx,
+    'cifar10': builders.Cifar10Files, 'cifar100': builders.Cifar100Files,
+    'celeb_a': image_builders.CelebAFiles, 'image_folder': image_builders.ImageFolder}
+NEED_MANUAL_DIR = ('mnist_idx', 'image_folder')
+SIZED_BUILDERS = (image_builders.CelebAFiles, image_builders.ImageFolder)
+PREPARE_EXTRA = "pip install -e '.[prepare]'"
 tfds.disable_progress_bar()
 
 
+def _one_line(e: BaseException) -> str:
+  return ' '.join(str(e).split())
+
+
 def _builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
+  """The builder of data.name: an offline one reading data.manual_dir where there is one."""
+  cls = FILE_BUILDERS.get(data.name)
+  if cls is not None and (data.manual_dir is not None or data.name in ('digits', 'mnist_idx')):
+    if data.manual_dir is not None and not os.path.isdir(data.manual_dir):
+      raise UserError(f'data.manual_dir={data.manual_dir!r} is not a directory '
+                      f'(dataset {data.name!r} reads its source files from there)')
+    if cls in SIZED_BUILDERS:
+      channels = 3 if cls is image_builders.CelebAFiles else data.channels
+      folder = data.manual_dir if cls is image_builders.ImageFolder else None
+      try:
+        config = image_builders.size_config(data.image_size, data.crop_size, channels, folder)
+      except (ValueError, OSError) as e:
+        raise UserError(f'dataset {data.name!r}: {_one_line(e)}') from None
+      return cls(data_dir=data.data_dir, config=config)
+    return cls(data_dir=data.data_dir)
+  if data.name in NEED_MANUAL_DIR:
+    raise UserError(f'dataset {data.name!r} needs data.manual_dir: '
+                    f'{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
   try:
     return tfds.builder(data.name, data_dir=data.data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise UserError(
         f'unknown dataset data.name={data.name!r}: expected a tfds dataset name (e.g. mnist, '
-        f'cifar10, celeb_a) or an offline builder ({", ".join(OFFLINE_BUILDERS)})') from None
+        f'cifar10, celeb_a) or an offline builder ({", ".join(FILE_BUILDERS)})') from None
+
+
+def has_tensorflow() -> bool:
+  return importlib.util.find_spec('tensorflow') is not None
+
+
+def _check_can_prepare(builder: Any, data: ConfigDict) -> None:
+  """Refuses, in one line, a preparation that could only fail or hang: tfds's own builders
+  need TensorFlow, and a network for their download."""
+  if isinstance(builder, tuple(FILE_BUILDERS.values())):
+    return
+  offline = (f'; or prepare it offline: {FILE_BUILDERS[data.name].MANUAL_DOWNLOAD_INSTRUCTIONS}'
+             if data.name in FILE_BUILDERS else '')
+  if not has_tensorflow():
+    raise UserError(f'dataset {data.name!r} is not prepared in {builder.data_dir} and tfds '
+                    f'prepares it with TensorFlow, which is not installed: {PREPARE_EXTRA}'
+                    f'{offline}')
+  if not network_reachable():
+    raise UserError(f'dataset {data.name!r} is not prepared in {builder.data_dir} and its '
+                    f'download needs a network, which {DOWNLOAD_PROBE[0]} says is not there: '
+                    f'prepare it on a machine with one{offline}')
+
+
+DOWNLOAD_PROBE = ('storage.googleapis.com', 443)  # where tfds fetches from first
+
+
+def network_reachable(address: tuple[str, int] = DOWNLOAD_PROBE, timeout: float = 5) -> bool:
+  """Whether a TCP connection to `address` opens within `timeout` seconds."""
+  try:
+    socket.create_connection(address, timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def _remove_partial_files(dataset_dir: str) -> None:
+  """Removes what a failed preparation leaves under DATA_DIR/NAME: tfds's `incomplete.*`
+  folders and `*.tmp.*` / `*.incomplete` files (prepared versions are left alone)."""
+  for root, dirs, files in os.walk(dataset_dir, topdown=True):
+    for name in dirs + files:
+      if name.startswith('incomplete.') or '.tmp.' in name or name.endswith('.incomplete'):
+        path = os.path.join(root, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if name in dirs:
+          dirs.remove(name)
 
 
 def _prepare(builder: Any, data: ConfigDict) -> None:
   """Prepares the dataset once, under a file lock: runs started side by side on a fresh
   data_dir (a sweep with --parallel) would otherwise race to rename the same folder."""
-  root = os.path.dirname(os.path.dirname(builder.data_dir))  # DATA_DIR/NAME
+  _check_can_prepare(builder, data)
+  root = os.path.dirname(builder.data_dir)  # DATA_DIR/NAME[/CONFIG]/VERSION -> DATA_DIR/NAME
+  if builder.builder_config is not None:
+    root = os.path.dirname(root)
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, '.prepare.lock'), 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -47,51 +130,81 @@ def _prepare(builder: Any, data: ConfigDict) -> None:
       builder.download_and_prepare(
           file_format='array_record',
           download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir))
-    except (FileNotFoundError, AssertionError, ValueError) as e:  # tfds asserts on an empty dir
-      raise UserError(f'cannot prepare dataset {data.name!r}: {" ".join(str(e).split())}') from None
+    except (OSError, AssertionError, ValueError, EOFError, ImportError) as e:
+      # tfds asserts on an empty dir; gzip raises EOFError on a truncated file
+      _remove_partial_files(root)
+      raise UserError(f'cannot prepare dataset {data.name!r}: '
+                      f'{type(e).__name__}: {_one_line(e)}') from None
+    except BaseException:
+      _remove_partial_files(root)
+      raise
 
 
-def load_source(data: ConfigDict, split: str) -> Any:
-  """Returns the tfds random-access source of `split`, preparing the dataset once if needed."""
+def prepare(data: ConfigDict) -> dict[str, int]:
+  """Prepares data.name in data.data_dir if it is not yet (what `--mode=prepare` runs once,
+  before a multi-host launch); returns {split: number of examples}."""
   builder = _builder(data)
   if not builder.is_prepared():
-    if data.manual_dir is not None and not os.path.isdir(data.manual_dir):
-      raise UserError(f'data.manual_dir={data.manual_dir!r} is not a directory '
-                      f'(dataset {data.name!r} reads its source files from there)')
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and data.manual_dir is None:
       raise UserError(f'dataset {data.name!r} needs data.manual_dir: '
                       f'{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     _prepare(builder, data)
+  return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+
+def load_source(data: ConfigDict, split: str) -> Any:
+  """Returns the tfds random-access source of `split`. A single-process run prepares the
+  dataset if needed; a multi-process one only reads a data_dir prepared beforehand."""
+  builder = _builder(data)
+  if not builder.is_prepared():
+    if jax.process_count() > 1:
+      raise UserError(
+          f'dataset {data.name!r} is not prepared in {builder.data_dir}: prepare it once, '
+          f'before a multi-process launch, with python -m gen_jax.main --mode=prepare '
+          f'--config=... (the same data.* overrides)')
+    prepare(data)
+    builder = _builder(data)  # reads the info that preparing wrote
   try:
-    return tfds.data_source(data.name, split=split, data_dir=data.data_dir)
-  except ValueError as e:
-    raise UserError(f'dataset {data.name!r}, split {split!r}: {" ".join(str(e).split())}') from None
+    return builder.as_data_source(split=split)
+  except NotImplementedError:  # tfds prepared it as TFRecord, which has no random access
+    raise UserError(
+        f'dataset {data.name!r} in {builder.data_dir} is in {builder.info.file_format.value} '
+        f'format, and gen_jax reads array_record: convert it once with {PREPARE_EXTRA} and '
+        f'tfds convert_format --dataset_version_dir={builder.data_dir} '
+        f'--out_file_format=array_record') from None
+  except (ValueError, KeyError) as e:
+    raise UserError(f'dataset {data.name!r}, split {split!r}: {_one_line(e)}') from None
+
+
+def read_crop_size(data: ConfigDict) -> int:
+  """The crop applied while reading: none where the images were cropped and resized when
+  the dataset was prepared (the image-file builders)."""
+  sized = FILE_BUILDERS.get(data.name) in SIZED_BUILDERS and data.manual_dir is not None
+  return 0 if sized else data.crop_size
 
 
 def decode_image(image: np.ndarray, image_size: int, crop_size: int) -> np.ndarray:
-  """Center-crops to `crop_size` (0: no crop) and resizes to a square of `image_size`.
+  """Center-crops to `crop_size` (0: the largest centred square) and resizes to a square of
+  `image_size`; an image already of that size (and no crop asked) is returned as it is.
 
   Returns: uint8 [image_size, image_size, C].
   """
   image = np.asarray(image)
   if image.ndim == 2:
     image = image[:, :, None]
-  if crop_size:
-    h, w = image.shape[:2]
-    if crop_size > min(h, w):
-      raise UserError(f'data.crop_size={crop_size} is larger than the images ({h}x{w})')
-    top, left = (h - crop_size) // 2, (w - crop_size) // 2
-    image = image[top:top + crop_size, left:left + crop_size]
-  if image.shape[:2] != (image_size, image_size):
-    channels = image.shape[2]
-    pil = Image.fromarray(image[:, :, 0] if channels == 1 else image)
-    pil = pil.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    image = np.asarray(pil).reshape(image_size, image_size, channels)
-  return image
+  if not crop_size and image.shape[:2] == (image_size, image_size):
+    return image
+  channels = image.shape[2]
+  try:
+    pil = image_builders.center_crop_resize(
+        Image.fromarray(image[:, :, 0] if channels == 1 else image), crop_size, image_size)
+  except ValueError as e:
+    raise UserError(f'data.{e}') from None
+  return np.asarray(pil).reshape(image_size, image_size, channels)
 
 
 def _example(record: dict, index: int, data: ConfigDict) -> dict[str, np.ndarray]:
-  return {'image': decode_image(record['image'], data.image_size, data.crop_size),
+  return {'image': decode_image(record['image'], data.image_size, read_crop_size(data)),
           'label': np.int32(record.get('label', -1)),
           'id': np.int32(index)}
 

@@ -82,8 +82,10 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     pipeline.load_source(data_config('mnistt', str(tmp_path)), 'train')
 
 
-def test_tfds_catalog_builder_reads_through_the_same_path(tmp_path):
+def test_tfds_catalog_builder_reads_through_the_same_path(tmp_path, monkeypatch):
   """tfds's own `mnist` builder (mock records: no download) goes through load_source + grain."""
+  monkeypatch.setattr(pipeline, 'has_tensorflow', lambda: True)  # the mock needs neither
+  monkeypatch.setattr(pipeline, 'network_reachable', lambda: True)
   config = ConfigDict({'name': 'mnist', 'data_dir': str(tmp_path), 'manual_dir': None,
                        'image_size': 28, 'crop_size': 0, 'batch_size': 8, 'num_threads': 0})
   with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
