@@ -26,6 +26,7 @@ def base_config() -> ConfigDict:
   c.data.binarize = False  # dynamic binarization, a fresh draw at every visit
   c.data.random_flip = False
   c.data.num_threads = 1  # grain reader threads per process
+  c.data.num_workers = 0  # grain worker processes per process (0: read in this process)
   c.data.eval_split = 'test'
 
   c.optim = ConfigDict()
@@ -194,7 +195,8 @@ def validate(config: ConfigDict) -> None:
     value = lookup(config, key)
     _check(value > 0, f'{key}={value}: expected a positive integer')
   for key in ('checkpoint.every_steps', 'sample.every_steps', 'data.crop_size',
-              'data.num_threads', 'optim.grad_clip', 'optim.warmup_steps', 'train.profile_steps'):
+              'data.num_threads', 'data.num_workers', 'optim.grad_clip', 'optim.warmup_steps',
+              'train.profile_steps'):
     value = lookup(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
   _check(0.0 <= config.optim.ema_decay < 1.0,

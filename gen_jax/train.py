@@ -4,6 +4,7 @@ Reads top to bottom: setup and checks, state (restored or new), the loop, the ho
 """
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -64,8 +65,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
     raise UserError(f'train.grad_accum_steps={micro} does not divide the per-device batch of '
                     f'{per_device} (data.batch_size={config.data.batch_size} over '
                     f'{exp.mesh.size} devices)')
+  # Batches are read and placed on the devices ahead of the step that takes them.
   data_iter = pipeline.train_iterator(config.data, config.seed, jax.process_index(),
-                                      jax.process_count())
+                                      jax.process_count(),
+                                      transform=functools.partial(parallel.shard_batch,
+                                                                  mesh=exp.mesh))
   evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),
                            evaluators.in_training(config.evals))
   if config.sample.every_steps and exp.reconstruct is not None:
@@ -120,16 +124,16 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     pending: list[tuple[int, dict]] = []  # metrics not yet checked for NaN
     last_checkpoint = latest
     loop_start = window_start = time.perf_counter()
-    window_steps = 0
+    window_steps, window_wait = 0, data_iter.wait_seconds
     # Profile `train.profile_steps` steps from the 5th of this run, once compilation is over.
     profile = range(start + 5, start + 5 + config.train.profile_steps)
     for step in range(start + 1, num_steps + 1):
       if profile and step == profile.start:
         jax.profiler.start_trace(layout.profile_dir(workdir))
-      local_batch = next(data_iter)
+      batch = next(data_iter)
       if step == start + 1:
-        check_batch(local_batch, config)
-      state, metrics = exp.train_step(state, parallel.shard_batch(local_batch, exp.mesh))
+        check_batch(batch, config)
+      state, metrics = exp.train_step(state, batch)
       pending.append((step, metrics))
       window_steps += 1
       if step == start + 1:
@@ -152,14 +156,17 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
       if log_now:
         now = time.perf_counter()
         steps_per_sec = window_steps / max(now - window_start, 1e-9)
+        # the share of the window's training time spent waiting for input
+        data_wait = (data_iter.wait_seconds - window_wait) / max(now - window_start, 1e-9)
         scalars = {k: float(v) for k, v in parallel.host_values(metrics).items()}
-        writer.write_scalars(step, 'train', scalars | {'steps_per_sec': steps_per_sec})
+        writer.write_scalars(step, 'train',
+                             scalars | {'steps_per_sec': steps_per_sec, 'data_wait': data_wait})
         eta = (num_steps - step) * (now - loop_start) / (step - start)
         losses = ' '.join(f'{k} {v:.4f}' for k, v in scalars.items()
                           if k == 'loss' or k.endswith('_loss'))
-        log.info('step %d/%d | %s | %.2f steps/s | ETA %s', step, num_steps, losses,
-                 steps_per_sec, _format_seconds(eta))
-        window_start, window_steps = now, 0
+        log.info('step %d/%d | %s | %.2f steps/s | data wait %.0f%% | ETA %s', step, num_steps,
+                 losses, steps_per_sec, 100 * data_wait, _format_seconds(eta))
+        window_start, window_steps, window_wait = now, 0, data_iter.wait_seconds
       # Hooks run before the save, so a run killed after it has written everything of the step.
       hooks_start = time.perf_counter()
       if sample_now:
@@ -177,6 +184,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     except UserError as e:
       log.error('%s', e)
     checkpointer.close()
+    data_iter.close()
     if writer is not None:
       writer.close()
   return state

@@ -44,7 +44,8 @@ def test_train_writes_the_workdir_contract(trained):
   assert config['train']['num_steps'] == 40 and config['data']['image_size'] == 8
   train = read_metrics(workdir)
   assert [r['step'] for r in train] == [10, 20, 30, 40]
-  assert {'loss', 'elbo', 'kl', 'recon', 'bpd', 'grad_norm', 'steps_per_sec'} <= set(train[0])
+  assert {'loss', 'elbo', 'kl', 'recon', 'bpd', 'grad_norm', 'steps_per_sec',
+          'data_wait'} <= set(train[0])
   (evaluation,) = read_metrics(workdir, 'eval')
   assert evaluation['step'] == 40 and evaluation['num_examples'] == 32
   assert all(np.isfinite(evaluation[k]) for k in ('elbo', 'nll_iw', 'kl', 'bpd', 'nll_bpd'))

@@ -8,17 +8,22 @@ on-device augmentation and the families fold their per-example random keys.
 """
 
 import fcntl
+import functools
 import importlib.util
 import os
+import queue
 import shutil
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags
 from ml_collections import ConfigDict
 from PIL import Image
 
@@ -203,28 +208,111 @@ def decode_image(image: np.ndarray, image_size: int, crop_size: int) -> np.ndarr
   return np.asarray(pil).reshape(image_size, image_size, channels)
 
 
-def _example(record: dict, index: int, data: ConfigDict) -> dict[str, np.ndarray]:
-  return {'image': decode_image(record['image'], data.image_size, read_crop_size(data)),
+def _example(index: int, record: dict, image_size: int, crop: int) -> dict[str, np.ndarray]:
+  """A record as the families see it; `index` is its position in the stream or split."""
+  return {'image': decode_image(record['image'], image_size, crop),
           'label': np.int32(record.get('label', -1)),
           'id': np.int32(index)}
 
 
-def train_iterator(data: ConfigDict, seed: int, process_index: int, process_count: int,
-                   split: str = 'train') -> grain.DatasetIterator:
-  """Endless shuffled stream of this process's slices of the global batches.
-
-  Yields: {'image': uint8 [b, H, W, C], 'label': int32 [b], 'id': int32 [b]} with
-  b = data.batch_size // process_count. `get_state()`/`set_state()` save its position.
-  """
+def train_dataset(data: ConfigDict, seed: int, process_index: int, process_count: int,
+                  split: str = 'train') -> grain.MapDataset:
+  """The endless shuffled stream as a random-access dataset: element k is this process's
+  slice of global batch k, {'image': uint8 [b, H, W, C], 'label': int32 [b], 'id': int32 [b]}
+  with b = data.batch_size // process_count."""
   if data.batch_size % process_count:
     raise UserError(f'data.batch_size={data.batch_size} must divide by the process count '
                     f'{process_count}')
+  example = functools.partial(_example, image_size=data.image_size, crop=read_crop_size(data))
   ds = (grain.MapDataset.source(load_source(data, split)).seed(seed).shuffle().repeat()
-        .map_with_index(lambda i, record: _example(record, i, data))
-        .batch(data.batch_size // process_count))
-  ds = ds[process_index::process_count]
-  read_options = grain.ReadOptions(num_threads=data.num_threads, prefetch_buffer_size=4)
-  return iter(ds.to_iter_dataset(read_options))
+        .map_with_index(example).batch(data.batch_size // process_count))
+  return ds[process_index::process_count]
+
+
+class TrainStream:
+  """Iterates a `train_dataset` from position `next_index` on. grain reads ahead with
+  data.num_threads threads, or data.num_workers worker processes; a thread applies
+  `transform` (e.g. placing the batch on the devices) `ahead` batches in advance.
+
+  `get_state()` is {'next_index': batches handed out}, the same whatever the number of
+  threads or workers (unlike grain's own iterator state); `wait_seconds` totals the time
+  `next()` spent waiting for a batch that was not ready.
+  """
+
+  def __init__(self, ds: grain.MapDataset, data: ConfigDict,
+               transform: Callable[[dict], Any] = lambda batch: batch, ahead: int = 2):
+    self._ds, self._data, self._transform, self._ahead = ds, data, transform, ahead
+    self.next_index, self.wait_seconds = 0, 0.0
+    self._thread = None
+
+  def _start(self) -> None:
+    self.close()
+    read = self._ds[self.next_index:].to_iter_dataset(grain.ReadOptions(
+        num_threads=self._data.num_threads, prefetch_buffer_size=2 * self._ahead))
+    if self._data.get('num_workers', 0):
+      if not flags.FLAGS.is_parsed():  # grain's workers read absl flags: outside an absl app
+        flags.FLAGS.mark_as_parsed()  # (a notebook, a test) they keep their defaults
+      read = read.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._data.num_workers))
+    self._queue, self._stop = queue.Queue(self._ahead), threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(iter(read),), daemon=True)
+    self._thread.start()
+
+  def _fill(self, batches: Iterator[dict]) -> None:
+    try:
+      for batch in batches:
+        item = (self._transform(batch), None)
+        while not self._stop.is_set():
+          try:
+            self._queue.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            pass
+        if self._stop.is_set():
+          return
+    except Exception as e:  # handed to the consumer, which raises it
+      self._queue.put((None, e))
+
+  def __iter__(self) -> 'TrainStream':
+    return self
+
+  def __next__(self) -> Any:
+    if self._thread is None:
+      self._start()
+    start = time.perf_counter()
+    batch, error = self._queue.get()
+    self.wait_seconds += time.perf_counter() - start
+    if error is not None:
+      raise error
+    self.next_index += 1
+    return batch
+
+  def get_state(self) -> dict[str, int]:
+    return {'next_index': self.next_index}
+
+  def set_state(self, state: dict) -> None:
+    index = state.get('next_index') if isinstance(state, dict) else None
+    if not isinstance(index, int) or index < 0:
+      raise UserError(f'the data position saved with the checkpoint is {state!r}: expected '
+                      '{"next_index": N}, N >= 0')
+    self.close()
+    self.next_index = index
+
+  def close(self) -> None:
+    if self._thread is not None:
+      self._stop.set()
+      self._thread.join()
+      self._thread = None
+
+
+def train_iterator(data: ConfigDict, seed: int, process_index: int, process_count: int,
+                   split: str = 'train', **stream: Any) -> TrainStream:
+  """The `TrainStream` of this process's slices of the global batches, from the start.
+
+  Yields: {'image': uint8 [b, H, W, C], 'label': int32 [b], 'id': int32 [b]} (or what
+  `stream['transform']` makes of it), b = data.batch_size // process_count.
+  """
+  return TrainStream(train_dataset(data, seed, process_index, process_count, split), data,
+                     **stream)
 
 
 def eval_source(data: ConfigDict, split: str, num_examples: int,
@@ -246,8 +334,8 @@ def eval_batches(data: ConfigDict, split: str, num_examples: int, global_batch_s
   process's slice of each global batch; every process yields the same number of batches.
   """
   source = eval_source(data, split, num_examples)
-  ds = grain.MapDataset.source(source)[:num_examples].map_with_index(
-      lambda i, record: _example(record, i, data))
+  ds = grain.MapDataset.source(source)[:num_examples].map_with_index(functools.partial(
+      _example, image_size=data.image_size, crop=read_crop_size(data)))
   local = global_batch_size // process_count
   for start in range(0, num_examples, global_batch_size):
     ids = np.arange(start + process_index * local, start + (process_index + 1) * local)

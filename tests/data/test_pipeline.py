@@ -85,3 +85,31 @@ def test_eval_batches_pad_with_mask(tfds_dir):
       np.concatenate([halves[0][1]['mask'], halves[1][1]['mask']]), batches[1]['mask'])
   with pytest.raises(pipeline.UserError, match='holds only 297'):
     next(pipeline.eval_batches(digits(tfds_dir), 'test', 1000, 32, 0, 1))
+
+
+def test_worker_processes_give_the_same_stream_and_position(tfds_dir):
+  threads = pipeline.train_iterator(digits(tfds_dir, num_threads=2), 0, 0, 1)
+  workers = pipeline.train_iterator(digits(tfds_dir, num_workers=2), 0, 0, 1)
+  for x, y in zip(take(threads, 5), take(workers, 5)):
+    np.testing.assert_array_equal(x['image'], y['image'])
+    np.testing.assert_array_equal(x['id'], y['id'])
+  assert threads.get_state() == workers.get_state() == {'next_index': 5}
+  resumed = pipeline.train_iterator(digits(tfds_dir, num_workers=2), 0, 0, 1)
+  resumed.set_state(threads.get_state())  # saved with threads, resumed with workers
+  np.testing.assert_array_equal(next(resumed)['id'], next(threads)['id'])
+  for stream in (threads, workers, resumed):
+    stream.close()
+
+
+def test_stream_counts_its_wait_and_passes_errors_on(tfds_dir):
+  def transform(batch):
+    if batch['id'][0] >= 64:
+      raise RuntimeError('transform failed on the third batch')
+    return batch
+  stream = pipeline.train_iterator(digits(tfds_dir), 0, 0, 1, transform=transform)
+  take(stream, 2)
+  assert stream.wait_seconds > 0  # the first batch is never ready in advance
+  with pytest.raises(RuntimeError, match='third batch'):
+    next(stream)
+  with pytest.raises(pipeline.UserError, match=r"is \{'step': 3\}: expected"):
+    stream.set_state({'step': 3})
