@@ -61,8 +61,10 @@ class Checkpointer:
   cleans up nothing, so it never touches a save the trainer has in flight.
   """
 
-  def __init__(self, directory: str, max_to_keep: int | None = None, read_only: bool = False):
-    self.directory = os.path.abspath(directory)
+  def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = None,
+               read_only: bool = False):
+    directory = layout.path(directory)
+    self.directory = directory if layout.is_object_store(directory) else directory.resolve()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -158,11 +160,11 @@ def _describe(e: Exception) -> str:
   return f'{type(e).__name__}: {lines[0][:200]}'
 
 
-def newest_compatible_step(directory: str, abstract_state: Any, family: str,
+def newest_compatible_step(directory: str | os.PathLike, abstract_state: Any, family: str,
                            config: ConfigDict) -> int | None:
   """The newest checkpoint whose metadata reads back, after checking that it belongs to this
   run (UserError otherwise); None if there is none. Reads only the metadata."""
-  if not os.path.isdir(directory):
+  if not layout.path(directory).is_dir():
     return None
   checkpointer = Checkpointer(directory, read_only=True)
   try:
@@ -177,7 +179,7 @@ def newest_compatible_step(directory: str, abstract_state: Any, family: str,
     checkpointer.close()
 
 
-def restore_newest_intact(directory: str, abstract_state: Any, family: str,
+def restore_newest_intact(directory: str | os.PathLike, abstract_state: Any, family: str,
                           config: ConfigDict, checked: int | None = None
                           ) -> tuple[Any, dict, int] | None:
   """Returns (state, data-iterator state, step) of the newest checkpoint that restores, or
@@ -186,7 +188,8 @@ def restore_newest_intact(directory: str, abstract_state: Any, family: str,
   restores, nothing is moved and a UserError says so (the fault may not be in the files).
   Every process must reach the same step: a UserError otherwise. `checked`: a step that
   `newest_compatible_step` has checked already, restored without reading its metadata again."""
-  if not os.path.isdir(directory):
+  directory = layout.path(directory)
+  if not directory.is_dir():
     return None
   checkpointer = Checkpointer(directory, read_only=True)
   damaged: list[tuple[int, DamagedCheckpoint]] = []
@@ -209,25 +212,25 @@ def restore_newest_intact(directory: str, abstract_state: Any, family: str,
     raise UserError(f'processes restored different checkpoints {sorted(set(steps.tolist()))} '
                     f'of {directory}: is the file system the same on every host?')
   for step, error in damaged:
-    target = os.path.join(f'{directory}.damaged', str(step))
+    target = directory.with_name(f'{directory.name}.damaged') / str(step)
     if jax.process_index() == 0:
-      if os.path.exists(target):  # damaged again at the same step: keep both
-        target = f'{target}-{time.strftime("%Y%m%d-%H%M%S")}'
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      os.replace(os.path.join(directory, str(step)), target)
+      if target.exists():  # damaged again at the same step: keep both
+        target = target.with_name(f'{target.name}-{time.strftime("%Y%m%d-%H%M%S")}')
+      layout.make_dirs(target.parent)
+      (directory / str(step)).rename(target)
     log.warning('%s; moved it to %s and resuming from checkpoint %d', error, target,
                 restored[2])
   return restored
 
 
-def latest_step(directory: str) -> int | None:
+def latest_step(directory: str | os.PathLike) -> int | None:
   """The newest finished checkpoint in `directory` (read-only; None if none or no folder)."""
-  if not os.path.isdir(directory):
+  if not layout.path(directory).is_dir():
     return None
   return Checkpointer(directory, read_only=True).latest_step()
 
 
-def restore_checkpoint(directory: str, abstract_state: Any, family: str,
+def restore_checkpoint(directory: str | os.PathLike, abstract_state: Any, family: str,
                        step: int | None = None) -> tuple[Any, int]:
   """Returns (state, step) of checkpoint `step` (None: the newest) in `directory`, opened
   read-only; a UserError if there is none or it belongs to another model."""
@@ -245,10 +248,9 @@ def restore_run(workdir: str, mesh: Mesh) -> tuple[ConfigDict, Family, Any]:
   """Returns (config, family, state) of the run in `workdir`: its config.json, the family it
   builds, and its newest checkpoint's state replicated on `mesh`."""
   path = layout.config_file(workdir)
-  if not os.path.exists(path):
+  if not path.exists():
     raise UserError(f'no config.json there: train a run into {workdir} first')
-  with open(path) as f:
-    config = ConfigDict(json.load(f))
+  config = ConfigDict(json.loads(path.read_text()))
   family = get_family(config)
   abstract_state = jax.eval_shape(state_lib.initializer(family, config, mesh))
   state, _ = restore_checkpoint(layout.checkpoints(workdir), abstract_state, family.name)

@@ -6,6 +6,7 @@ import json
 
 from ml_collections import ConfigDict, config_dict
 
+from gen_jax import layout
 from gen_jax.errors import UserError
 
 
@@ -211,6 +212,11 @@ def validate(config: ConfigDict) -> None:
          f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')
   _check(config.optim.learning_rate > 0,
          f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
+  folders = {'data.data_dir': config.data.data_dir, 'data.manual_dir': config.data.manual_dir,
+             **{f'evals.{name}.reference_dir': spec.get('reference_dir')
+                for name, spec in config.evals.items()}}
+  for key, value in folders.items():
+    _check(not value or not layout.scheme_error(value, key), layout.scheme_error(value or '', key))
 
 
 def lookup(tree: dict | ConfigDict, dotted: str):

@@ -11,15 +11,54 @@
   profile/                     JAX profiler traces (train.profile_steps)
   summary.json                 --mode=summary
   sweep.log                    the output of a sweep point's run
-  .lock                        held by the training run
+  .lock                        held by the training run (gen_jax.lock)
+
+A workdir is a local path or a Google Cloud Storage URI `gs://BUCKET/...`; every path goes
+through `path` (an `etils.epath.Path`), which refuses any other `SCHEME://`.
 """
 
 import os
+import re
 from collections.abc import Callable
 
+from etils import epath
 
-def _under(name: str) -> Callable[[str], str]:
-  return lambda workdir: os.path.join(workdir, name)
+from gen_jax.errors import UserError
+
+OBJECT_STORE = 'gs://'
+SUPPORTED = f'a local path or {OBJECT_STORE}BUCKET/...'
+
+
+def scheme_error(value: str, name: str) -> str:
+  """'' if `value` is a local path or a gs:// URI, else the one-line error naming `name`:
+  other schemes (s3://, hdfs://, ...) would become a local folder named `s3:`."""
+  if re.match(r'[A-Za-z][A-Za-z0-9+.-]*://', value) and not value.startswith(OBJECT_STORE):
+    return f'{name}={value!r}: unsupported URI scheme; expected {SUPPORTED}'
+  return ''
+
+
+def path(value: str | os.PathLike) -> epath.Path:
+  """Returns `value` as an epath.Path; a UserError for an unsupported URI scheme."""
+  error = scheme_error(os.fspath(value), 'path')
+  if error:
+    raise UserError(error)
+  return epath.Path(value)
+
+
+def is_object_store(value: str | os.PathLike) -> bool:
+  """Whether `value` lives on object storage (no flock, no append, no rename)."""
+  return os.fspath(value).startswith(OBJECT_STORE)
+
+
+def make_dirs(folder: epath.Path) -> None:
+  """Creates a local folder and its parents; on object storage folders need no creating
+  (and creating one could create a bucket)."""
+  if not is_object_store(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _under(name: str) -> Callable[[str | os.PathLike], epath.Path]:
+  return lambda workdir: path(workdir) / name
 
 
 config_file = _under('config.json')
@@ -33,20 +72,20 @@ sweep_log = _under('sweep.log')
 lock_file = _under('.lock')
 
 
-def grid_file(workdir: str, name: str, step: int) -> str:
+def grid_file(workdir: str | os.PathLike, name: str, step: int) -> epath.Path:
   """samples/step_STEP.png for the samples' grid, samples/NAME_step_STEP.png for others."""
   prefix = '' if name == 'samples' else f'{name}_'
-  return os.path.join(samples_dir(workdir), f'{prefix}step_{int(step):07d}.png')
+  return samples_dir(workdir) / f'{prefix}step_{int(step):07d}.png'
 
 
-def samples_file(workdir: str) -> str:
-  return os.path.join(samples_dir(workdir), 'samples.npz')
+def samples_file(workdir: str | os.PathLike) -> epath.Path:
+  return samples_dir(workdir) / 'samples.npz'
 
 
-def eval_file(workdir: str, evaluator: str, step: int) -> str:
-  return os.path.join(workdir, 'eval', evaluator, f'step_{step:07d}.json')
+def eval_file(workdir: str | os.PathLike, evaluator: str, step: int) -> epath.Path:
+  return path(workdir) / 'eval' / evaluator / f'step_{step:07d}.json'
 
 
-def eval_progress_dir(workdir: str, evaluator: str, step: int) -> str:
+def eval_progress_dir(workdir: str | os.PathLike, evaluator: str, step: int) -> epath.Path:
   """Where an evaluation of `step` keeps its finished sample batches until it is done."""
-  return os.path.join(workdir, 'eval', evaluator, f'step_{step:07d}.progress')
+  return path(workdir) / 'eval' / evaluator / f'step_{step:07d}.progress'

@@ -16,7 +16,7 @@ import warnings
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gen_jax import cpu_runtime
+from gen_jax import cpu_runtime, layout
 from gen_jax.errors import UserError
 
 MODES = ('train', 'eval', 'sample', 'summary', 'prepare')
@@ -74,6 +74,9 @@ def main(argv: list[str]) -> None:
     fail(f'unexpected arguments {argv[1:]}', status=2)
   if _CONFIG.value is None or (_WORKDIR.value is None and _MODE.value != 'prepare'):
     fail('--config and --workdir are required (--mode=prepare needs no --workdir)', status=2)
+  if _WORKDIR.value is not None and (  # before anything is written
+      error := layout.scheme_error(_WORKDIR.value, '--workdir')):
+    fail(error, status=2)
   if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
     logging.set_verbosity(logging.ERROR)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)

@@ -1,10 +1,14 @@
 """metrics.jsonl, TensorBoard scalars and images (tensorboardX, no TensorFlow), PNG grids.
 
-Only process 0 writes; the other processes' writers do nothing.
+Only process 0 writes; the other processes' writers do nothing. In a local workdir each
+line is appended to metrics.jsonl. Objects cannot be appended to: in a gs:// workdir each
+line rewrites the object (read, add the line, write; at the logging cadence, so a killed
+run loses nothing it logged). A line that an evaluation job beside training writes between
+the trainer's read and write of the same object is lost from metrics.jsonl (its
+eval/NAME/step_STEP.json is kept); one writer per gs:// metrics.jsonl avoids that.
 """
 
 import json
-import os
 
 import numpy as np
 import tensorboardX
@@ -35,21 +39,23 @@ class MetricWriter:
       if resume_step is not None:
         self._drop_lines_after(resume_step)
       self._tb = tensorboardX.SummaryWriter(
-          layout.tensorboard_dir(workdir),
+          str(layout.tensorboard_dir(workdir)),
           purge_step=None if resume_step is None else resume_step + 1)
 
   def _drop_lines_after(self, step: int) -> None:
     """A resumed run recomputes the steps after its checkpoint: drop their old lines."""
-    if not os.path.exists(self.jsonl_path):
+    if not self.jsonl_path.exists():
       return
-    with open(self.jsonl_path) as f:
-      lines = f.readlines()
+    lines = self.jsonl_path.read_text().splitlines(keepends=True)
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
-    if len(kept) != len(lines):
-      tmp = self.jsonl_path + '.tmp'
-      with open(tmp, 'w') as f:
-        f.writelines(kept)
-      os.replace(tmp, self.jsonl_path)
+    if len(kept) == len(lines):
+      return
+    if layout.is_object_store(self.jsonl_path):  # an object is replaced whole
+      self.jsonl_path.write_text(''.join(kept))
+    else:
+      tmp = self.jsonl_path.with_name(self.jsonl_path.name + '.tmp')
+      tmp.write_text(''.join(kept))
+      tmp.replace(self.jsonl_path)
 
   def write_scalars(self, step: int, split: str, scalars: dict[str, float],
                     evaluator: str | None = None) -> None:
@@ -60,8 +66,13 @@ class MetricWriter:
     source = {'evaluator': evaluator} if evaluator else {}
     record = {'step': int(step), 'split': split, **source,
               **{k: float(v) for k, v in scalars.items()}}
-    with open(self.jsonl_path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    line = json.dumps(record) + '\n'
+    if layout.is_object_store(self.jsonl_path):
+      old = self.jsonl_path.read_text() if self.jsonl_path.exists() else ''
+      self.jsonl_path.write_text(old + line)
+    else:
+      with self.jsonl_path.open('a') as f:
+        f.write(line)
     prefix = f'{split}/{evaluator}' if evaluator else split
     for name, value in scalars.items():
       self._tb.add_scalar(f'{prefix}/{name}', float(value), int(step))
@@ -73,9 +84,8 @@ class MetricWriter:
       return
     grid = images_lib.make_grid(images_lib.to_uint8(images))
     path = layout.grid_file(self.workdir, name, step)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'wb') as f:
-      f.write(images_lib.png_bytes(grid))
+    layout.make_dirs(path.parent)
+    path.write_bytes(images_lib.png_bytes(grid))
     self._tb.add_image(name, grid, int(step), dataformats='HWC')
     self._tb.flush()
 

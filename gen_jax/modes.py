@@ -4,8 +4,6 @@ preparing its dataset."""
 import json
 import logging
 import math
-import os
-import shutil
 import time
 
 import jax
@@ -36,14 +34,14 @@ def _evaluate_step(exp: experiment_lib.Experiment, evals: list[evaluators.Evalua
       path = layout.eval_file(workdir, evaluator.name, step)
       progress = layout.eval_progress_dir(workdir, evaluator.name, step)
       if primary:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        layout.make_dirs(path.parent)
       metrics, protocol = evaluators.record(evaluator, state, step, writer, progress)
       if primary:
         record = {'step': step, 'evaluator': evaluator.name,
                   'split': exp.config.data.eval_split, **metrics}
-        with open(path, 'w') as f:
-          json.dump(record | ({'protocol': protocol} if protocol else {}), f, indent=2)
-        shutil.rmtree(progress, ignore_errors=True)
+        path.write_text(json.dumps(record | ({'protocol': protocol} if protocol else {}),
+                                   indent=2))
+        progress.rmtree(missing_ok=True)
       results[evaluator.name] = metrics
   finally:
     writer.close()
@@ -69,7 +67,7 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str,
       raise UserError(f'no checkpoint in {directory}: run --mode=train first')
     if step is not None and step != evaluated:
       todo = [e for e in evals if not (config.eval.watch and
-                                       os.path.exists(layout.eval_file(workdir, e.name, step)))]
+                                       layout.eval_file(workdir, e.name, step).exists())]
       if todo:
         results = _evaluate_step(exp, todo, workdir, step)
       evaluated = step
@@ -96,8 +94,9 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   result = images.to_uint8(np.concatenate(chunks))
   path = layout.samples_file(workdir)
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(path, images=result)
+    layout.make_dirs(path.parent)
+    with path.open('wb') as f:
+      np.savez(f, images=result)
   log.info('Wrote %d samples of step %d to %s.', len(result), step, path)
   return result
 
@@ -119,9 +118,8 @@ def summary(config: ConfigDict, workdir: str) -> dict:
   lines += [f'{"total":<{width}}  {"":<20} {result["num_params"]:>12,}']
   if jax.process_index() == 0:
     print('\n'.join(lines))
-    os.makedirs(workdir, exist_ok=True)
-    with open(layout.summary_file(workdir), 'w') as f:
-      json.dump(result, f, indent=2)
+    layout.make_dirs(layout.path(workdir))
+    layout.summary_file(workdir).write_text(json.dumps(result, indent=2))
   return result
 
 

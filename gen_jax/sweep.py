@@ -15,6 +15,7 @@ status, final train metrics and latest eval metrics, rewritten after every point
 import concurrent.futures
 import csv
 import importlib.util
+import io
 import itertools
 import json
 import os
@@ -22,10 +23,12 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from absl import app, flags
+from etils import epath
 
 from gen_jax import layout
 from gen_jax.checkpoint import latest_step
@@ -68,10 +71,9 @@ def command(config_file: str, workdir: str, point: Point, extra: Sequence[str]) 
           *extra, *(f'--config.{k}={format_value(v)}' for k, v in point.items())]
 
 
-def _read_json(path: str) -> dict | None:
+def _read_json(path: epath.Path) -> dict | None:
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(path.read_text())
   except (OSError, ValueError):
     return None
 
@@ -114,25 +116,26 @@ def results_of(workdir: str) -> dict[str, Any]:
   `--mode=eval` ones)."""
   last: dict[str, dict] = {}
   try:
-    with open(layout.metrics_file(workdir)) as f:
-      for line in f:
-        row = json.loads(line)
-        source = '/'.join(filter(None, (row.pop('split'), row.pop('evaluator', None))))
-        if row['step'] >= last.get(source, {}).get('step', -1):
-          last[source] = row
+    for line in layout.metrics_file(workdir).read_text().splitlines():
+      row = json.loads(line)
+      source = '/'.join(filter(None, (row.pop('split'), row.pop('evaluator', None))))
+      if row['step'] >= last.get(source, {}).get('step', -1):
+        last[source] = row
   except (OSError, ValueError, KeyError):
     pass
   return {f'{source}/{key}': value for source in sorted(last, key=lambda s: s != 'train')
           for key, value in last[source].items()}
 
 
-def write_results(root: str, rows: list[dict[str, Any]]) -> None:
+def write_results(root: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
   """DIR/results.csv (every column) and DIR/results.md (the same table, 4 significant digits)."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
-  with open(os.path.join(root, 'results.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO(newline='')
+  writer = csv.DictWriter(table, columns)
+  writer.writeheader()
+  writer.writerows(rows)
+  root = layout.path(root)
+  (root / 'results.csv').write_text(table.getvalue())
 
   def cell(value: Any) -> str:
     if isinstance(value, float):
@@ -141,8 +144,7 @@ def write_results(root: str, rows: list[dict[str, Any]]) -> None:
 
   lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
   lines += ['| ' + ' | '.join(cell(row.get(c)) for c in columns) + ' |' for row in rows]
-  with open(os.path.join(root, 'results.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  (root / 'results.md').write_text('\n'.join(lines) + '\n')
 
 
 def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]) -> str:
@@ -153,15 +155,21 @@ def run_point(config_file: str, workdir: str, point: Point, extra: Sequence[str]
   done = latest_step(layout.checkpoints(workdir))
   if done is not None and done >= target_steps(config_file, point, extra):
     return 'done (skipped)'
-  os.makedirs(workdir, exist_ok=True)
+  layout.make_dirs(layout.path(workdir))
   # Points running side by side on one accelerator must not each take most of its memory.
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
-  with open(layout.sweep_log(workdir), 'a') as log:
-    result = subprocess.run(command(config_file, workdir, point, extra), stdout=log,
-                            stderr=subprocess.STDOUT, check=False, env=env)
+  args = command(config_file, workdir, point, extra)
+  path = layout.sweep_log(workdir)
+  if layout.is_object_store(path):  # the output goes to an unnamed local file, then is added
+    with tempfile.TemporaryFile('w+') as log:
+      result = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
+      log.seek(0)
+      path.write_text((path.read_text() if path.exists() else '') + log.read())
+  else:
+    with path.open('a') as log:
+      result = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
   if result.returncode:
-    with open(layout.sweep_log(workdir)) as f:
-      lines = f.read().strip().splitlines() or ['']
+    lines = path.read_text().strip().splitlines() or ['']
     return f'failed: {lines[-1][:200]}'
   return 'done'
 
@@ -174,14 +182,16 @@ def main(argv: list[str]) -> None:
   if bad or not flags.FLAGS.root:
     raise app.UsageError(f'--root is required; extra arguments must be --config.KEY=VALUE, '
                          f'got {bad}')
+  if error := layout.scheme_error(flags.FLAGS.root, '--root'):
+    sys.exit(f'gen_jax.sweep: error: {error}')
   config_file, points = load_sweep(sweep_file)
-  root = flags.FLAGS.root
-  workdirs = [os.path.join(root, point_name(i, p)) for i, p in enumerate(points)]
+  root = layout.path(flags.FLAGS.root)
+  workdirs = [str(root / point_name(i, p)) for i, p in enumerate(points)]
   if flags.FLAGS.print_commands:
     for workdir, point in zip(workdirs, points, strict=True):
       print(shlex.join(['python', *command(config_file, workdir, point, extra)[1:]]))
     return
-  os.makedirs(root, exist_ok=True)
+  layout.make_dirs(root)
   statuses: dict[int, str] = {}
 
   def rows() -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ Reads top to bottom: setup and checks, state (restored or new), the loop, the ho
 import contextlib
 import functools
 import logging
-import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -77,12 +77,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
   checked = newest_compatible_step(layout.checkpoints(workdir), exp.abstract_state,
                                    exp.family.name, config)
   # Every check passed: only now is anything written to the workdir.
-  os.makedirs(workdir, exist_ok=True)
+  layout.make_dirs(layout.path(workdir))
   with contextlib.ExitStack() as stack:
-    refused = ''
+    refused, check_held = '', lambda: None
     if jax.process_index() == 0:
       try:
-        stack.enter_context(hold_workdir(workdir))
+        check_held = stack.enter_context(hold_workdir(workdir))
       except UserError as e:
         refused = str(e)
     # Every process stops if process 0 could not take the workdir.
@@ -90,13 +90,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       refused = refused or f'workdir {workdir} is in use by another training run'
     if refused:
       raise UserError(refused)
-    return _train(exp, evals, data_iter, config, workdir, checked)
+    return _train(exp, evals, data_iter, config, workdir, checked, check_held)
 
 
 def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], data_iter: Any,
-           config: ConfigDict, workdir: str, checked: int | None) -> Any:
+           config: ConfigDict, workdir: str, checked: int | None,
+           check_held: Callable[[], None]) -> Any:
   """The run itself, from a checked config and a workdir this process holds; `checked`: the
-  checkpoint whose metadata matched the config before the workdir was taken."""
+  checkpoint whose metadata matched the config before the workdir was taken; `check_held`
+  raises a UserError if the workdir's lock was lost (it is called before each save)."""
   directory = layout.checkpoints(workdir)
   # -------------------------------------------------------------- state
   restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config,
@@ -109,8 +111,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     data_iter.set_state(data_state)
     log.info('Resumed from %s/%d.', directory, latest)
   if jax.process_index() == 0:
-    with open(layout.config_file(workdir), 'w') as f:
-      f.write(config_lib.to_json(config))
+    layout.config_file(workdir).write_text(config_lib.to_json(config))
   checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
   writer = None
   try:
@@ -129,7 +130,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     profile = range(start + 5, start + 5 + config.train.profile_steps)
     for step in range(start + 1, num_steps + 1):
       if profile and step == profile.start:
-        jax.profiler.start_trace(layout.profile_dir(workdir))
+        jax.profiler.start_trace(str(layout.profile_dir(workdir)))
       batch = next(data_iter)
       if step == start + 1:
         check_batch(batch, config)
@@ -175,6 +176,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         evaluators.record(evaluator, state, step, writer)
       window_start += time.perf_counter() - hooks_start  # steps/s: training steps only
       if save_now:
+        check_held()
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
         last_checkpoint = step
     checkpointer.wait()

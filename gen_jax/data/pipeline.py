@@ -7,12 +7,12 @@ each global batch. Each example carries its stream position as `id`, from which 
 on-device augmentation and the families fold their per-example random keys.
 """
 
+import contextlib
 import fcntl
 import functools
 import importlib.util
 import os
 import queue
-import shutil
 import socket
 import threading
 import time
@@ -27,6 +27,7 @@ from absl import flags
 from ml_collections import ConfigDict
 from PIL import Image
 
+from gen_jax import layout
 from gen_jax.data import builders, image_builders
 from gen_jax.errors import UserError
 
@@ -51,6 +52,9 @@ def _builder(data: ConfigDict) -> tfds.core.DatasetBuilder:
   """The builder of data.name: an offline one reading data.manual_dir where there is one."""
   cls = FILE_BUILDERS.get(data.name)
   if cls is not None and (data.manual_dir is not None or data.name in ('digits', 'mnist_idx')):
+    if data.manual_dir is not None and layout.is_object_store(data.manual_dir):
+      raise UserError(f'data.manual_dir={data.manual_dir!r}: the offline builders read a local '
+                      'folder; copy the files to the host that prepares the dataset')
     if data.manual_dir is not None and not os.path.isdir(data.manual_dir):
       raise UserError(f'data.manual_dir={data.manual_dir!r} is not a directory '
                       f'(dataset {data.name!r} reads its source files from there)')
@@ -110,11 +114,11 @@ def network_reachable(address: tuple[str, int] = DOWNLOAD_PROBE, timeout: float 
 def _remove_partial_files(dataset_dir: str) -> None:
   """Removes what a failed preparation leaves under DATA_DIR/NAME: tfds's `incomplete.*`
   folders and `*.tmp.*` / `*.incomplete` files (prepared versions are left alone)."""
-  for root, dirs, files in os.walk(dataset_dir, topdown=True):
+  for root, dirs, files in layout.path(dataset_dir).walk():
     for name in dirs + files:
       if name.startswith('incomplete.') or '.tmp.' in name or name.endswith('.incomplete'):
-        path = os.path.join(root, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        path = root / name
+        path.rmtree() if name in dirs else path.unlink()
         if name in dirs:
           dirs.remove(name)
 
@@ -126,9 +130,11 @@ def _prepare(builder: Any, data: ConfigDict) -> None:
   root = os.path.dirname(builder.data_dir)  # DATA_DIR/NAME[/CONFIG]/VERSION -> DATA_DIR/NAME
   if builder.builder_config is not None:
     root = os.path.dirname(root)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, '.prepare.lock'), 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+  with contextlib.ExitStack() as stack:
+    if not layout.is_object_store(root):  # on gs:// one host prepares (--mode=prepare)
+      os.makedirs(root, exist_ok=True)
+      lock = stack.enter_context(open(os.path.join(root, '.prepare.lock'), 'w'))
+      fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     if builder.is_prepared():  # prepared by the run that held the lock before us
       return
     try:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from etils import epath
 from ml_collections import ConfigDict
 
 from gen_jax.errors import UserError
@@ -60,7 +61,7 @@ def selected(evals: ConfigDict, only: str) -> list[str]:
 
 
 def record(evaluator: Evaluator, state: Any, step: int, writer: MetricWriter,
-           progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
+           progress_dir: epath.Path | None = None) -> tuple[dict[str, float], dict]:
   """Runs `evaluator` on `state`, writes its metrics line and logs it; returns (metrics,
   protocol)."""
   metrics, protocol = evaluator.evaluate(state, progress_dir)

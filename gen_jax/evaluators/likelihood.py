@@ -5,6 +5,7 @@ averaged over the first `num_examples` examples of data.eval_split."""
 from collections.abc import Callable
 from typing import Any
 
+from etils import epath
 from ml_collections import ConfigDict
 
 from gen_jax import parallel
@@ -25,7 +26,7 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
   """Returns evaluate(state, _) -> ({metric: mean over the examples, 'num_examples'}, {})."""
   check_num_examples(name, spec, run)
 
-  def evaluate(state: Any, progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
+  def evaluate(state: Any, progress_dir: epath.Path | None = None) -> tuple[dict[str, float], dict]:
     del progress_dir  # one pass over test examples: nothing worth keeping
     totals, count = None, 0.0
     for batch in batches(run, run.data.eval_split, spec.num_examples):

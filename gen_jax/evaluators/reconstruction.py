@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from etils import epath
 from ml_collections import ConfigDict
 
 from gen_jax import parallel
@@ -32,7 +33,7 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
                     'reconstruct')
   check_num_examples(name, spec, run)
 
-  def evaluate(state: Any, progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
+  def evaluate(state: Any, progress_dir: epath.Path | None = None) -> tuple[dict[str, float], dict]:
     del progress_dir
     totals = {'mse': 0.0, 'psnr': 0.0, 'count': 0.0}
     for batch in batches(run, run.data.eval_split, spec.num_examples):

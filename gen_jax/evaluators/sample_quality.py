@@ -14,10 +14,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from gen_jax import parallel
+from gen_jax import layout, parallel
 from gen_jax.config_lib import FID_METRICS
 from gen_jax.data import augment
 from gen_jax.errors import UserError
@@ -40,16 +41,21 @@ def embedder(mesh: jax.sharding.Mesh, net: FeatureNet) -> Callable[[jax.Array], 
   return run
 
 
-def _save_atomically(path: str, **arrays: np.ndarray) -> None:
+def _save_atomically(path: epath.Path, **arrays: np.ndarray) -> None:
+  """Writes a local file under a temporary name and renames it; an object is written whole."""
   if jax.process_index() == 0:
-    tmp = path + '.tmp.npz'
+    if layout.is_object_store(path):
+      with path.open('wb') as f:
+        np.savez(f, **arrays)
+      return
+    tmp = path.with_name(path.name + '.tmp.npz')
     np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
-def _load(path: str) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as f:
-    return {k: f[k] for k in f.files}
+def _load(path: epath.Path) -> dict[str, np.ndarray]:
+  with path.open('rb') as f, np.load(f, allow_pickle=False) as arrays:
+    return {k: arrays[k] for k in arrays.files}
 
 
 def reference_protocol(run: Run, net: FeatureNet, split: str, num: int) -> dict:
@@ -59,15 +65,15 @@ def reference_protocol(run: Run, net: FeatureNet, split: str, num: int) -> dict:
 
 
 def reference_path(run: Run, reference_dir: str | None, net: FeatureNet, split: str,
-                   num: int) -> str:
+                   num: int) -> epath.Path:
   """The cache file of the reference statistics in `reference_dir` (None:
   DATA_DIR/gen_jax_reference); its name records the whole protocol."""
   data = run.data
-  directory = reference_dir or os.path.join(
-      data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'gen_jax_reference')
+  directory = layout.path(reference_dir) if reference_dir else layout.path(
+      data.data_dir or os.path.expanduser('~/tensorflow_datasets')) / 'gen_jax_reference'
   name = (f'{data.name}-{split}-n{num}-s{data.image_size}-'
           f'{net.spec.split(":")[0]}-{net.weights_sha256[:16]}.npz')
-  return os.path.join(directory, name)
+  return directory / name
 
 
 def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, embed,
@@ -76,7 +82,7 @@ def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, e
   binarized), computed once and then read from the cache in `reference_dir`."""
   path = reference_path(run, reference_dir, net, split, num)
   protocol = reference_protocol(run, net, split, num)
-  if os.path.exists(path):
+  if path.exists():
     cached = _load(path)
     if json.loads(str(cached['protocol'])) != protocol:
       raise UserError(f'reference statistics {path} were computed under another protocol '
@@ -94,28 +100,28 @@ def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, e
   stats = {'features': features, 'logits': logits, 'mu': mu, 'sigma': sigma,
            'protocol': np.array(json.dumps(protocol))}
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    layout.make_dirs(path.parent)
   _save_atomically(path, **stats)
   return stats
 
 
-def _batch_path(progress_dir: str, start: int, batch: int) -> str:
-  return os.path.join(progress_dir, f'samples_{start:09d}_{batch}.npz')
+def _batch_path(progress_dir: epath.Path, start: int, batch: int) -> epath.Path:
+  return progress_dir / f'samples_{start:09d}_{batch}.npz'
 
 
-def sample_features(run: Run, num: int, params: Any, embed, progress_dir: str | None
+def sample_features(run: Run, num: int, params: Any, embed, progress_dir: epath.Path | None
                     ) -> tuple[np.ndarray, np.ndarray]:
   """Features and logits of samples 0 .. num - 1 (the last batch's extra samples are
   dropped). Each batch is saved to its own file in `progress_dir` (None: nothing saved), and
   batches found there are reused."""
   batch = run.batch_size
   if progress_dir and jax.process_index() == 0:
-    os.makedirs(progress_dir, exist_ok=True)
+    layout.make_dirs(progress_dir)
   ids = jax.sharding.NamedSharding(run.mesh, BATCH)
   features, logits = [], []
   for start in range(0, num, batch):
     path = progress_dir and _batch_path(progress_dir, start, batch)
-    if path and os.path.exists(path):
+    if path and path.exists():
       saved = _load(path)
       f, lg = saved['features'], saved['logits']
     else:
