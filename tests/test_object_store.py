@@ -182,3 +182,22 @@ def test_a_lease_is_stale_when_its_heartbeat_is_old_or_its_process_on_this_host_
   old = f'host a, pid 7, heartbeat {now - lock.STALE_AFTER_S - 1:.0f}'
   assert lock.is_stale(old, now, 'b', process_exists=lambda pid: True)
   assert lock.is_stale('host a, pi', now, 'b')  # an object cut short is no lease
+
+
+@pytest.mark.slow
+def test_a_gs_data_dir_prepared_locally_and_copied_trains(tmp_path, gcs):
+  env, fs = gcs
+  data_dir = f'gs://{BUCKET}/tfds'
+  status, stderr = finish(cli(env, '--config=configs/vae_digits.py', '--mode=prepare',
+                              f'--config.data.data_dir={data_dir}'))
+  assert status != 0 and last_line(stderr).endswith(
+      f'copy DATA_DIR/digits to {data_dir}/ (e.g. gcloud storage cp -r)'), stderr[-3000:]
+  assert not fs.exists(f'{BUCKET}/tfds/digits') and no_local_scheme_folder()
+  run_cli('--config=configs/vae_digits.py', '--mode=prepare',
+          f'--config.data.data_dir={tmp_path / "local"}')
+  fs.put(str(tmp_path / 'local' / 'digits'), f'{BUCKET}/tfds/', recursive=True)
+  uploaded = {path: fs.info(path)['generation'] for path in fs.find(f'{BUCKET}/tfds')}
+  status, stderr = finish(cli(env, *args(str(tmp_path / 'run'), data_dir, 3)))
+  assert status == 0, stderr[-3000:]
+  assert [r['step'] for r in read_metrics(str(tmp_path / 'run'))] == [1, 2, 3]
+  assert {path: fs.info(path)['generation'] for path in fs.find(f'{BUCKET}/tfds')} == uploaded

@@ -7,7 +7,6 @@ each global batch. Each example carries its stream position as `id`, from which 
 on-device augmentation and the families fold their per-example random keys.
 """
 
-import contextlib
 import fcntl
 import functools
 import importlib.util
@@ -130,18 +129,22 @@ def _prepare(builder: Any, data: ConfigDict) -> None:
   root = os.path.dirname(builder.data_dir)  # DATA_DIR/NAME[/CONFIG]/VERSION -> DATA_DIR/NAME
   if builder.builder_config is not None:
     root = os.path.dirname(root)
-  with contextlib.ExitStack() as stack:
-    if not layout.is_object_store(root):  # on gs:// one host prepares (--mode=prepare)
-      os.makedirs(root, exist_ok=True)
-      lock = stack.enter_context(open(os.path.join(root, '.prepare.lock'), 'w'))
-      fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+  if layout.is_object_store(root):  # array_record writes local files only (without TF)
+    raise UserError(
+        f'dataset {data.name!r} is not prepared in {builder.data_dir}, and gen_jax prepares '
+        f'datasets into a local data.data_dir only: prepare it into a local folder with '
+        f'--mode=prepare, then copy DATA_DIR/{builder.name} to {os.path.dirname(root)}/ '
+        f'(e.g. gcloud storage cp -r)')
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, '.prepare.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     if builder.is_prepared():  # prepared by the run that held the lock before us
       return
     try:
       builder.download_and_prepare(
           file_format='array_record',
           download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir))
-    except (OSError, AssertionError, ValueError, EOFError, ImportError) as e:
+    except (OSError, AssertionError, ValueError, EOFError, ImportError, RuntimeError) as e:
       # tfds asserts on an empty dir; gzip raises EOFError on a truncated file
       _remove_partial_files(root)
       raise UserError(f'cannot prepare dataset {data.name!r}: '
