@@ -28,6 +28,7 @@ def base_config() -> ConfigDict:
   c.data.random_flip = False
   c.data.num_threads = 1  # grain reader threads per process
   c.data.num_workers = 0  # grain worker processes per process (0: read in this process)
+  c.data.in_memory_gib = 4.0  # a training split whose images fit is decoded once into memory
   c.data.eval_split = 'test'
 
   c.optim = ConfigDict()
@@ -200,6 +201,8 @@ def validate(config: ConfigDict) -> None:
               'train.profile_steps'):
     value = lookup(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
+  _check(config.data.in_memory_gib >= 0,
+         f'data.in_memory_gib={config.data.in_memory_gib}: expected 0 (never) or more')
   _check(0.0 <= config.optim.ema_decay < 1.0,
          f'optim.ema_decay={config.optim.ema_decay}: expected a value in [0, 1)')
   for name, spec in config.evals.items():

@@ -140,6 +140,7 @@ def test_train_kill_resume_eval_sample_in_gs(tmp_path, tfds_dir, gcs):
   assert no_local_scheme_folder()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_live_gs_workdir_is_refused(tfds_dir, gcs):
   env, fs = gcs
   workdir = f'gs://{BUCKET}/live'

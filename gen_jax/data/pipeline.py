@@ -224,44 +224,79 @@ def _example(index: int, record: dict, image_size: int, crop: int) -> dict[str, 
           'id': np.int32(index)}
 
 
+def decoded_arrays(source: Any, image_size: int, crop: int,
+                   max_bytes: float) -> dict[str, np.ndarray] | None:
+  """Every record of `source` decoded into host memory, {'image': uint8 [N, H, W, C],
+  'label': int32 [N]}; None if the images would take more than `max_bytes`."""
+  first = decode_image(source[0]['image'], image_size, crop)
+  if len(source) * first.nbytes > max_bytes:
+    return None
+  images, labels = np.empty((len(source), *first.shape), np.uint8), np.empty(len(source), np.int32)
+  for start in range(0, len(source), 1024):
+    for i, record in enumerate(source.__getitems__(range(start, min(start + 1024, len(source)))),
+                               start):
+      images[i] = decode_image(record['image'], image_size, crop)
+      labels[i] = record.get('label', -1)
+  return {'image': images, 'label': labels}
+
+
+def _gather(position: int, indices: np.ndarray, arrays: dict[str, np.ndarray]) -> dict:
+  """Batch `position` of the stream from the arrays in memory, one gather per array."""
+  ids = position * len(indices) + np.arange(len(indices), dtype=np.int32)
+  return {'image': arrays['image'][indices], 'label': arrays['label'][indices], 'id': ids}
+
+
 def train_dataset(data: ConfigDict, seed: int, process_index: int, process_count: int,
-                  split: str = 'train') -> grain.MapDataset:
+                  split: str = 'train') -> tuple[grain.MapDataset, bool]:
   """The endless shuffled stream as a random-access dataset: element k is this process's
   slice of global batch k, {'image': uint8 [b, H, W, C], 'label': int32 [b], 'id': int32 [b]}
-  with b = data.batch_size // process_count."""
+  with b = data.batch_size // process_count; and whether it reads from host memory.
+
+  A split whose decoded images fit data.in_memory_gib is decoded once into host memory and
+  each batch is one gather; a larger one is read and decoded record by record. Both give
+  the same stream: the same permutation of the records in each epoch.
+  """
   if data.batch_size % process_count:
     raise UserError(f'data.batch_size={data.batch_size} must divide by the process count '
                     f'{process_count}')
-  example = functools.partial(_example, image_size=data.image_size, crop=read_crop_size(data))
-  ds = (grain.MapDataset.source(load_source(data, split)).seed(seed).shuffle().repeat()
-        .map_with_index(example).batch(data.batch_size // process_count))
-  return ds[process_index::process_count]
+  source, crop = load_source(data, split), read_crop_size(data)
+  arrays = decoded_arrays(source, data.image_size, crop, data.get('in_memory_gib', 0) * 2**30)
+  if arrays is None:
+    example = functools.partial(_example, image_size=data.image_size, crop=crop)
+    ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+          .map_with_index(example).batch(data.batch_size // process_count))
+  else:
+    ds = (grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat()
+          .batch(data.batch_size // process_count)
+          .map_with_index(functools.partial(_gather, arrays=arrays)))
+  return ds[process_index::process_count], arrays is not None
 
 
 class TrainStream:
   """Iterates a `train_dataset` from position `next_index` on. grain reads ahead with
-  data.num_threads threads, or data.num_workers worker processes; a thread applies
-  `transform` (e.g. placing the batch on the devices) `ahead` batches in advance.
+  `num_threads` threads, or `num_workers` worker processes; a thread applies `transform`
+  (e.g. placing the batch on the devices) `ahead` batches in advance.
 
   `get_state()` is {'next_index': batches handed out}, the same whatever the number of
   threads or workers (unlike grain's own iterator state); `wait_seconds` totals the time
   `next()` spent waiting for a batch that was not ready.
   """
 
-  def __init__(self, ds: grain.MapDataset, data: ConfigDict,
+  def __init__(self, ds: grain.MapDataset, num_threads: int = 1, num_workers: int = 0,
                transform: Callable[[dict], Any] = lambda batch: batch, ahead: int = 2):
-    self._ds, self._data, self._transform, self._ahead = ds, data, transform, ahead
+    self._ds, self._transform, self._ahead = ds, transform, ahead
+    self._threads, self._workers = num_threads, num_workers
     self.next_index, self.wait_seconds = 0, 0.0
     self._thread = None
 
   def _start(self) -> None:
     self.close()
     read = self._ds[self.next_index:].to_iter_dataset(grain.ReadOptions(
-        num_threads=self._data.num_threads, prefetch_buffer_size=2 * self._ahead))
-    if self._data.get('num_workers', 0):
+        num_threads=self._threads, prefetch_buffer_size=2 * self._ahead))
+    if self._workers:
       if not flags.FLAGS.is_parsed():  # grain's workers read absl flags: outside an absl app
         flags.FLAGS.mark_as_parsed()  # (a notebook, a test) they keep their defaults
-      read = read.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._data.num_workers))
+      read = read.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._workers))
     self._queue, self._stop = queue.Queue(self._ahead), threading.Event()
     self._thread = threading.Thread(target=self._fill, args=(iter(read),), daemon=True)
     self._thread.start()
@@ -320,8 +355,10 @@ def train_iterator(data: ConfigDict, seed: int, process_index: int, process_coun
   Yields: {'image': uint8 [b, H, W, C], 'label': int32 [b], 'id': int32 [b]} (or what
   `stream['transform']` makes of it), b = data.batch_size // process_count.
   """
-  return TrainStream(train_dataset(data, seed, process_index, process_count, split), data,
-                     **stream)
+  ds, in_memory = train_dataset(data, seed, process_index, process_count, split)
+  # Worker processes would each get a copy of the arrays in memory, for a gather each.
+  workers = 0 if in_memory else data.get('num_workers', 0)
+  return TrainStream(ds, data.num_threads, workers, **stream)
 
 
 def eval_source(data: ConfigDict, split: str, num_examples: int,

@@ -113,3 +113,33 @@ def test_stream_counts_its_wait_and_passes_errors_on(tfds_dir):
     next(stream)
   with pytest.raises(pipeline.UserError, match=r"is \{'step': 3\}: expected"):
     stream.set_state({'step': 3})
+
+
+@pytest.mark.parametrize('processes', [1, 3])
+def test_in_memory_stream_equals_the_record_by_record_stream(tfds_dir, processes):
+  """1500 digits, batch 30 (10 per process): 60 batches cross the first epoch's end."""
+  for p in range(processes):
+    from_files = pipeline.train_iterator(digits(tfds_dir, batch_size=30), 0, p, processes)
+    in_memory = pipeline.train_iterator(digits(tfds_dir, batch_size=30, in_memory_gib=1.0), 0,
+                                        p, processes)
+    assert not pipeline.train_dataset(digits(tfds_dir), 0, 0, 1)[1]
+    assert pipeline.train_dataset(digits(tfds_dir, in_memory_gib=1.0), 0, 0, 1)[1]
+    for x, y in zip(take(from_files, 60), take(in_memory, 60)):
+      assert x.keys() == y.keys()
+      for key in x:
+        np.testing.assert_array_equal(x[key], y[key])
+        assert x[key].dtype == y[key].dtype
+    in_memory.set_state({'next_index': 3})
+    from_files.set_state({'next_index': 3})
+    np.testing.assert_array_equal(next(in_memory)['image'], next(from_files)['image'])
+    from_files.close()
+    in_memory.close()
+
+
+def test_a_split_larger_than_the_memory_budget_is_read_from_files(tfds_dir):
+  source = pipeline.load_source(digits(tfds_dir), 'train')
+  assert pipeline.decoded_arrays(source, 8, 0, max_bytes=1500 * 64 - 1) is None
+  arrays = pipeline.decoded_arrays(source, 8, 0, max_bytes=1500 * 64)
+  assert arrays['image'].shape == (1500, 8, 8, 1)
+  np.testing.assert_array_equal(arrays['image'][7], source[7]['image'])
+  assert arrays['label'][7] == source[7]['label']
