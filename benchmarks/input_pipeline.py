@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from machine import description
 from ml_collections import ConfigDict
 
-from gen_jax.data import pipeline
+from gen_jax.data import pipeline, sources
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.data import real_formats  # noqa: E402  (the writers of the real formats)
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
   for name in ('cifar10', 'celeb_a'):
     data = dataset(name, _DIR.value, _RECORDS.value)
     start = time.perf_counter()
-    pipeline.prepare(data)
+    sources.prepare(data)
     print(f'{name}: prepared in {time.perf_counter() - start:.1f} s '
           f'(once; later runs reuse it)', file=sys.stderr)
     for in_memory, workers in [(True, 0)] + [(False, w) for w in map(int, _WORKERS.value)]:

@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 from gen_jax import config_lib, evaluators, images, layout
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
-from gen_jax.data import pipeline
+from gen_jax.data import sources
 from gen_jax.errors import UserError
 from gen_jax.metric_writer import MetricWriter
 
@@ -128,6 +128,6 @@ def prepare(config: ConfigDict, workdir: str | None = None) -> dict[str, int]:
   launch: training then only reads it); prints and returns {split: number of examples}."""
   del workdir  # preparing writes only under data.data_dir
   config_lib.validate(config)
-  splits = pipeline.prepare(config.data)
+  splits = sources.prepare(config.data)
   print(f'{config.data.name}: ' + ', '.join(f'{split} {n:,}' for split, n in splits.items()))
   return splits

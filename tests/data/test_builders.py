@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
-from gen_jax.data import builders, pipeline
+from gen_jax.data import builders, pipeline, sources
 
 MNIST_TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -37,8 +37,8 @@ def test_read_idx_round_trip_and_errors(tmp_path):
 
 def test_digits_builder_matches_sklearn(tfds_dir):
   from sklearn.datasets import load_digits
-  train = all_records(pipeline.load_source(data_config('digits', tfds_dir), 'train'))
-  test = all_records(pipeline.load_source(data_config('digits', tfds_dir), 'test'))
+  train = all_records(sources.load_source(data_config('digits', tfds_dir), 'train'))
+  test = all_records(sources.load_source(data_config('digits', tfds_dir), 'test'))
   assert (len(train), len(test)) == (1500, 297)
   assert train[0]['image'].shape == (8, 8, 1) and train[0]['image'].dtype == np.uint8
   digits = load_digits()
@@ -52,7 +52,7 @@ def test_digits_builder_matches_sklearn(tfds_dir):
 def test_mnist_idx_builder(tfds_dir, mnist_dir):
   for split, counts, raw in [('train', MNIST_TRAIN_LABEL_COUNTS, 'train-images-idx3-ubyte.gz'),
                              ('test', MNIST_TEST_LABEL_COUNTS, 't10k-images-idx3-ubyte.gz')]:
-    source = pipeline.load_source(data_config('mnist_idx', tfds_dir, mnist_dir), split)
+    source = sources.load_source(data_config('mnist_idx', tfds_dir, mnist_dir), split)
     labels = np.array([r['label'] for r in source.__getitems__(range(len(source)))])
     np.testing.assert_array_equal(np.bincount(labels, minlength=10), counts)
     images = builders.read_idx(os.path.join(mnist_dir, raw))
@@ -63,29 +63,29 @@ def test_mnist_idx_builder(tfds_dir, mnist_dir):
 
 def test_mnist_without_manual_dir_is_a_clear_error(tmp_path):
   config = data_config('mnist_idx', str(tmp_path))
-  with pytest.raises(pipeline.UserError, match='needs data.manual_dir'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='needs data.manual_dir'):
+    sources.load_source(config, 'train')
   config.manual_dir = str(tmp_path / 'nowhere')
-  with pytest.raises(pipeline.UserError, match='is not a directory'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='is not a directory'):
+    sources.load_source(config, 'train')
   (tmp_path / 'empty').mkdir()
   config.manual_dir = str(tmp_path / 'empty')
-  with pytest.raises(pipeline.UserError, match='does not exist or is empty'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='does not exist or is empty'):
+    sources.load_source(config, 'train')
   (tmp_path / 'empty' / 'README').write_text('not an idx file')
-  with pytest.raises(pipeline.UserError, match='train-images-idx3-ubyte.gz not found'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='train-images-idx3-ubyte.gz not found'):
+    sources.load_source(config, 'train')
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
-  with pytest.raises(pipeline.UserError, match="unknown dataset data.name='mnistt'"):
-    pipeline.load_source(data_config('mnistt', str(tmp_path)), 'train')
+  with pytest.raises(sources.UserError, match="unknown dataset data.name='mnistt'"):
+    sources.load_source(data_config('mnistt', str(tmp_path)), 'train')
 
 
 def test_tfds_catalog_builder_reads_through_the_same_path(tmp_path, monkeypatch):
   """tfds's own `mnist` builder (mock records: no download) goes through load_source + grain."""
-  monkeypatch.setattr(pipeline, 'has_tensorflow', lambda: True)  # the mock needs neither
-  monkeypatch.setattr(pipeline, 'network_reachable', lambda: True)
+  monkeypatch.setattr(sources, 'has_tensorflow', lambda: True)  # the mock needs neither
+  monkeypatch.setattr(sources, 'network_reachable', lambda: True)
   config = ConfigDict({'name': 'mnist', 'data_dir': str(tmp_path), 'manual_dir': None,
                        'image_size': 28, 'crop_size': 0, 'batch_size': 8, 'num_threads': 0})
   with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from gen_jax.data import builders, image_builders, pipeline
+from gen_jax.data import builders, image_builders, pipeline, sources
 from tests.data import real_formats
 
 
@@ -23,7 +23,7 @@ def data_config(name, tfds_dir, manual_dir, image_size=32, crop_size=0, channels
 
 
 def records(config, split):
-  source = pipeline.load_source(config, split)
+  source = sources.load_source(config, split)
   return [source[i] for i in range(len(source))]
 
 
@@ -87,8 +87,8 @@ def test_cifar_archives_that_are_damaged_or_hostile_are_refused_in_one_line(tmp_
   real_formats.write_cifar10(str(manual))
   archive = manual / 'cifar-10-python.tar.gz'
   archive.write_bytes(archive.read_bytes()[:300])
-  with pytest.raises(pipeline.UserError, match='cifar-10-python.tar.gz is damaged'):
-    pipeline.load_source(data_config('cifar10', tmp_path / 'tfds', manual), 'train')
+  with pytest.raises(sources.UserError, match='cifar-10-python.tar.gz is damaged'):
+    sources.load_source(data_config('cifar10', tmp_path / 'tfds', manual), 'train')
   assert not [p for p in (tmp_path / 'tfds').rglob('*') if 'incomplete' in p.name]
 
   class Hostile:  # unpickling it would run os.system
@@ -129,11 +129,11 @@ def test_celeba_folder_without_attributes_and_its_errors(tmp_path):
   (record,) = records(config, 'validation')
   assert not record['has_attributes'] and record['image'].shape == (8, 8, 3)
   (manual / 'list_eval_partition.txt').write_text('000001.jpg 0\n000009.jpg 0\n')
-  with pytest.raises(pipeline.UserError, match='000009.jpg'):
-    pipeline.load_source(data_config('celeb_a', tmp_path / 'tfds2', manual, 8, 108), 'train')
+  with pytest.raises(sources.UserError, match='000009.jpg'):
+    sources.load_source(data_config('celeb_a', tmp_path / 'tfds2', manual, 8, 108), 'train')
   os.remove(manual / 'list_eval_partition.txt')
-  with pytest.raises(pipeline.UserError, match='list_eval_partition.txt not found'):
-    pipeline.load_source(data_config('celeb_a', tmp_path / 'tfds3', manual, 8, 108), 'train')
+  with pytest.raises(sources.UserError, match='list_eval_partition.txt not found'):
+    sources.load_source(data_config('celeb_a', tmp_path / 'tfds3', manual, 8, 108), 'train')
   for leftover in (tmp_path / 'tfds2').rglob('*'):
     assert 'incomplete' not in leftover.name and '.tmp.' not in leftover.name, leftover
 
@@ -171,19 +171,19 @@ def test_flat_image_folder_is_unlabelled_and_greyscale_on_request(tmp_path):
 def test_image_folder_errors_are_one_line(tmp_path):
   folder = tmp_path / 'mixed'
   real_formats.write_image_folder(str(folder), {'a': 2, '': 2})
-  with pytest.raises(pipeline.UserError, match='both class folders'):
-    pipeline.load_source(data_config('image_folder', tmp_path / 'tfds', folder), 'train')
+  with pytest.raises(sources.UserError, match='both class folders'):
+    sources.load_source(data_config('image_folder', tmp_path / 'tfds', folder), 'train')
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(pipeline.UserError, match='holds no images'):
-    pipeline.load_source(data_config('image_folder', tmp_path / 'tfds', empty), 'train')
+  with pytest.raises(sources.UserError, match='holds no images'):
+    sources.load_source(data_config('image_folder', tmp_path / 'tfds', empty), 'train')
   broken = tmp_path / 'broken'
   real_formats.write_image_folder(str(broken), {'a': 3})
   (broken / 'a' / 'img_1.jpg').write_bytes(b'JFIF but not really')
-  with pytest.raises(pipeline.UserError, match=r'a/img_1.jpg is not an image Pillow can read'):
-    pipeline.load_source(data_config('image_folder', tmp_path / 'tfds', broken), 'train')
-  with pytest.raises(pipeline.UserError, match='needs data.manual_dir'):
-    pipeline.load_source(ConfigDict({'name': 'image_folder', 'data_dir': str(tmp_path),
+  with pytest.raises(sources.UserError, match=r'a/img_1.jpg is not an image Pillow can read'):
+    sources.load_source(data_config('image_folder', tmp_path / 'tfds', broken), 'train')
+  with pytest.raises(sources.UserError, match='needs data.manual_dir'):
+    sources.load_source(ConfigDict({'name': 'image_folder', 'data_dir': str(tmp_path),
                                      'manual_dir': None}), 'train')
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from gen_jax.data import pipeline
+from gen_jax.data import pipeline, sources
 
 
 def digits(tfds_dir, **overrides):
@@ -32,7 +32,7 @@ def test_each_epoch_is_a_new_permutation(tfds_dir):
   """1500 digits, batch 30: batches 0-49 are epoch 1, 50-99 epoch 2; both hold every record."""
   batches = take(pipeline.train_iterator(digits(tfds_dir, batch_size=30), 0, 0, 1), 100)
   epochs = [np.concatenate([b['image'] for b in batches[i:i + 50]]) for i in (0, 50)]
-  source = pipeline.load_source(digits(tfds_dir), 'train')
+  source = sources.load_source(digits(tfds_dir), 'train')
   every = np.stack([source[i]['image'] for i in range(len(source))])
   key = lambda images: sorted(map(bytes, images.reshape(len(images), -1)))  # noqa: E731
   assert key(epochs[0]) == key(every) == key(epochs[1])
@@ -137,7 +137,7 @@ def test_in_memory_stream_equals_the_record_by_record_stream(tfds_dir, processes
 
 
 def test_a_split_larger_than_the_memory_budget_is_read_from_files(tfds_dir):
-  source = pipeline.load_source(digits(tfds_dir), 'train')
+  source = sources.load_source(digits(tfds_dir), 'train')
   assert pipeline.decoded_arrays(source, 8, 0, max_bytes=1500 * 64 - 1) is None
   arrays = pipeline.decoded_arrays(source, 8, 0, max_bytes=1500 * 64)
   assert arrays['image'].shape == (1500, 8, 8, 1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from gen_jax.data import pipeline
+from gen_jax.data import sources
 from tests.conftest import read_metrics, run_cli
 from tests.data import real_formats
 
@@ -84,30 +84,30 @@ def test_without_network_the_download_is_refused_at_once(tmp_path, monkeypatch):
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     closed = s.getsockname()
-  assert not pipeline.network_reachable(closed, timeout=2)
-  monkeypatch.setattr(pipeline, 'has_tensorflow', lambda: True)
-  monkeypatch.setattr(pipeline, 'network_reachable', lambda: False)
+  assert not sources.network_reachable(closed, timeout=2)
+  monkeypatch.setattr(sources, 'has_tensorflow', lambda: True)
+  monkeypatch.setattr(sources, 'network_reachable', lambda: False)
   config = ConfigDict({'name': 'mnist', 'data_dir': str(tmp_path), 'manual_dir': None})
-  with pytest.raises(pipeline.UserError, match='its download needs a network'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='its download needs a network'):
+    sources.load_source(config, 'train')
   assert not list(tmp_path.iterdir())
 
 
 def test_tfrecord_data_dir_says_how_to_convert(tmp_path):
   config = ConfigDict({'name': 'digits', 'data_dir': str(tmp_path), 'manual_dir': None})
-  pipeline.load_source(config, 'train')
+  sources.load_source(config, 'train')
   (info,) = tmp_path.glob('digits/*/dataset_info.json')
   info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
-  with pytest.raises(pipeline.UserError, match='in tfrecord format.*tfds convert_format '
+  with pytest.raises(sources.UserError, match='in tfrecord format.*tfds convert_format '
                      r'--dataset_version_dir=\S+digits/1.0.0 --out_file_format=array_record'):
-    pipeline.load_source(config, 'train')
+    sources.load_source(config, 'train')
 
 
 def test_multi_process_run_never_prepares(tmp_path, monkeypatch):
-  monkeypatch.setattr(pipeline.jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(sources.jax, 'process_count', lambda: 2)
   config = ConfigDict({'name': 'digits', 'data_dir': str(tmp_path), 'manual_dir': None})
-  with pytest.raises(pipeline.UserError, match='--mode=prepare'):
-    pipeline.load_source(config, 'train')
+  with pytest.raises(sources.UserError, match='--mode=prepare'):
+    sources.load_source(config, 'train')
   assert not list(tmp_path.iterdir())
 
 
@@ -119,10 +119,10 @@ def test_truncated_or_foreign_gzip_is_one_line(tmp_path, mnist_dir):
     (manual / name).write_bytes(data[:5000] if name.startswith('train-images') else data)
   config = ConfigDict({'name': 'mnist_idx', 'data_dir': str(tmp_path / 'tfds'),
                        'manual_dir': str(manual)})
-  with pytest.raises(pipeline.UserError, match='EOFError'):
-    pipeline.load_source(config, 'test')
+  with pytest.raises(sources.UserError, match='EOFError'):
+    sources.load_source(config, 'test')
   (manual / 'train-images-idx3-ubyte.gz').write_bytes(os.urandom(4000))
-  with pytest.raises(pipeline.UserError, match='BadGzipFile'):
-    pipeline.load_source(config, 'test')
+  with pytest.raises(sources.UserError, match='BadGzipFile'):
+    sources.load_source(config, 'test')
   for leftover in (tmp_path / 'tfds').rglob('*'):
     assert 'incomplete' not in leftover.name and '.tmp.' not in leftover.name, leftover
