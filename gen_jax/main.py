@@ -85,12 +85,18 @@ def main(argv: list[str]) -> None:
     fail('--num_processes and --process_id need --coordinator_address', status=2)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  from gen_jax import modes, train  # pylint: disable=g-import-not-at-top
+  from gen_jax import modes, stop, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
          'sample': modes.sample, 'summary': modes.summary,
          'prepare': modes.prepare}[_MODE.value]
   try:
     run(_CONFIG.value, _WORKDIR.value)
+  except stop.Stopped as e:  # SIGTERM or SIGINT, a checkpoint saved
+    print(f'gen_jax: {e}', file=sys.stderr)
+    sys.exit(stop.EXIT_STATUS[e.signum])
+  except KeyboardInterrupt:  # SIGINT outside the training loop
+    fail(f'interrupted (SIGINT) in --mode={_MODE.value}; what was written before is kept',
+         status=130)
   except UserError as e:
     fail(str(e))
   except OSError as e:  # a full disk, an unwritable folder: the file system's own words

@@ -15,7 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluators, layout, parallel
+from gen_jax import config_lib, evaluators, layout, parallel, stop
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import Checkpointer, newest_compatible_step, restore_newest_intact
 from gen_jax.data import pipeline
@@ -90,15 +90,18 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
       refused = refused or f'workdir {workdir} is in use by another training run'
     if refused:
       raise UserError(refused)
-    return _train(exp, evals, data_iter, config, workdir, checked, check_held)
+    signalled = stack.enter_context(stop.on_signals())
+    return _train(exp, evals, data_iter, config, workdir, checked, check_held, signalled)
 
 
 def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], data_iter: Any,
            config: ConfigDict, workdir: str, checked: int | None,
-           check_held: Callable[[], None]) -> Any:
+           check_held: Callable[[], None], signalled: Callable[[], int]) -> Any:
   """The run itself, from a checked config and a workdir this process holds; `checked`: the
   checkpoint whose metadata matched the config before the workdir was taken; `check_held`
-  raises a UserError if the workdir's lock was lost (it is called before each save)."""
+  raises a UserError if the workdir's lock was lost (it is called before each save);
+  `signalled` returns the stop signal received (0: none): the run then saves the step it is
+  at and raises stop.Stopped."""
   directory = layout.checkpoints(workdir)
   # -------------------------------------------------------------- state
   restored = restore_newest_intact(directory, exp.abstract_state, exp.family.name, config,
@@ -148,9 +151,12 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
 
       is_last = step == num_steps
       log_now = due(step, config.train.log_every, is_last)
-      save_now = is_last or due(step, config.checkpoint.every_steps, False)
-      sample_now = exp.sample is not None and due(step, config.sample.every_steps, is_last)
-      eval_now = [e for e in evals if due(step, e.every_steps, is_last)]
+      stopping = not is_last and stop.agreed(signalled(), jax.process_count(), log_now)
+      save_now = is_last or bool(stopping) or due(step, config.checkpoint.every_steps, False)
+      # A stopping run (a preemption notice gives seconds) saves without its sample and evals.
+      sample_now = (exp.sample is not None and not stopping
+                    and due(step, config.sample.every_steps, is_last))
+      eval_now = [e for e in evals if not stopping and due(step, e.every_steps, is_last)]
       if log_now or save_now or sample_now or eval_now:
         check_finite(pending, last_checkpoint)
         pending = []
@@ -179,6 +185,9 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         check_held()
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
         last_checkpoint = step
+      if stopping:
+        checkpointer.wait()
+        raise stop.Stopped(step, stopping, str(directory / str(step)))
     checkpointer.wait()
   finally:
     try:

@@ -149,3 +149,26 @@ def test_resuming_with_another_seed_is_refused_in_one_line(tmp_path, tfds_dir):
   assert last_line(result.stderr) == (
       f'gen_jax: error: {workdir}/checkpoints holds a run with seed=0, this config has seed=1: '
       'resuming would not continue that run; use another --workdir')
+
+
+@pytest.mark.parametrize('signum,status', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tmp_path, tfds_dir, uninterrupted,
+                                                              signum, status):
+  workdir = str(tmp_path / 'run')
+  process = start(args(workdir, tfds_dir, 60))
+  metrics, deadline = os.path.join(workdir, 'metrics.jsonl'), time.time() + 300
+  while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 25):
+    assert process.poll() is None and time.time() < deadline, 'the run did not reach step 25'
+    time.sleep(0.002)
+  process.send_signal(signum)
+  _, stderr = process.communicate(timeout=300)
+  stopped_at = read_metrics(workdir)[-1]['step']
+  assert 25 <= stopped_at < 60, f'the run reached step {stopped_at} before the signal'
+  assert process.returncode == status
+  name = signal.Signals(signum).name
+  checkpoint = os.path.join(os.path.realpath(workdir), 'checkpoints', str(stopped_at))
+  assert last_line(stderr) == (f'gen_jax: stopped at step {stopped_at} ({name}), checkpoint '
+                               f'saved in {checkpoint}'), stderr[-3000:]
+  assert os.path.exists(os.path.join(checkpoint, 'commit_success.txt'))
+  run_cli(*args(workdir, tfds_dir, 60))
+  assert_equals_the_uninterrupted_run(workdir, uninterrupted)
