@@ -182,6 +182,17 @@ def family_config(family: str) -> ConfigDict:
   return c
 
 
+def _keys(config: ConfigDict, prefix: str = '') -> set[str]:
+  """The dotted keys of `config`, leaves only, outside `evals` (which configs choose)."""
+  keys = set()
+  for name, value in config.items():
+    if isinstance(value, ConfigDict | dict) and name != 'evals':
+      keys |= _keys(value, f'{prefix}{name}.')
+    elif name != 'evals':
+      keys.add(prefix + name)
+  return keys
+
+
 def _check(condition: bool, message: str) -> None:
   if not condition:
     raise UserError(message)
@@ -190,6 +201,12 @@ def _check(condition: bool, message: str) -> None:
 def validate(config: ConfigDict) -> None:
   """Raises a UserError naming the first key whose value is out of range."""
   _check(bool(config.family), 'family is empty: the config file must set it')
+  _check(config.family in FAMILIES,
+         f'family={config.family!r}: expected one of {", ".join(FAMILIES)}')
+  missing = sorted(_keys(family_config(config.family)) - _keys(config))
+  _check(not missing, f'family={config.family!r} needs {missing[0] if missing else ""}, '
+         f'which this config lacks ({len(missing)} keys in all): a config file sets its family; '
+         'start from a config of that family')
   _check(bool(config.data.name), 'data.name is empty: the config file must set it')
   for key in ('data.image_size', 'data.channels', 'data.batch_size', 'train.num_steps',
               'train.log_every', 'train.grad_accum_steps', 'checkpoint.max_to_keep',

@@ -47,11 +47,14 @@ def fail(message: str, status: int = 1) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags, turning a bad flag or config override into one line on stderr."""
   try:
-    return flags.FLAGS(argv)
+    argv = flags.FLAGS(argv)
+    getattr(_CONFIG.value, 'family', None)  # a config file that failed to load raises here
+    return argv
   except flags.Error as e:
     fail(' '.join(str(e).split()), status=2)
   except Exception as e:  # config files raise anything while loading
-    fail(f'--config: {type(e).__name__}: {" ".join(str(e).split())}', status=2)
+    reason = str(e).strip().splitlines()[-1].strip() if str(e).strip() else ''
+    fail(f'--config: {type(e).__name__}: {reason}', status=2)
 
 
 def initialize_distributed(coordinator: str | None, num_processes: int | None,

@@ -76,6 +76,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
     pipeline.eval_source(config.data, config.data.eval_split, _pairs(config), 'sample.grid')
   checked = newest_compatible_step(layout.checkpoints(workdir), exp.abstract_state,
                                    exp.family.name, config)
+  if checked is not None and checked > config.train.num_steps:
+    raise UserError(f'workdir {workdir} holds a checkpoint of step {checked}, past '
+                    f'train.num_steps={config.train.num_steps}: nothing to train (raise '
+                    'train.num_steps to continue the run, or use another --workdir)')
   # Every check passed: only now is anything written to the workdir.
   layout.make_dirs(layout.path(workdir))
   with contextlib.ExitStack() as stack:

@@ -92,6 +92,9 @@ def test_eval_mode_matches_the_in_training_eval(trained):
     ('--config.data.name=no_such_data', ["unknown dataset data.name='no_such_data'"], 1),
     ('--config.data.batch_size=0', ['data.batch_size=0'], 1),
     ('--mode=fly', ['fly'], 2),
+    ('--config=configs/no_such_config.py', ['--config: OSError', 'no_such_config.py'], 2),
+    ('--config.family=gan', ["family='gan' needs gan.", 'start from a config of that family'],
+     1),
     ('--coordinator_address=127.0.0.1:1234',
      ['--coordinator_address needs --num_processes and --process_id'], 2),
 ])
@@ -123,6 +126,14 @@ def test_workdir_of_another_model_is_refused_and_kept(trained):
   result = run_cli(*args, '--config.model.latent_dim=4', check=False)
   assert_one_line_error(result, 'different model', 'params/decoder/Dense_0/kernel',
                         'use another --workdir')
+  assert snapshot(workdir) == before
+
+
+def test_a_finished_run_with_fewer_steps_is_refused_and_kept(trained):
+  workdir, args = trained
+  before = snapshot(workdir)
+  result = run_cli(*args, '--config.train.num_steps=20', check=False)
+  assert_one_line_error(result, 'checkpoint of step 40, past train.num_steps=20')
   assert snapshot(workdir) == before
 
 
