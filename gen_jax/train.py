@@ -80,6 +80,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
     raise UserError(f'workdir {workdir} holds a checkpoint of step {checked}, past '
                     f'train.num_steps={config.train.num_steps}: nothing to train (raise '
                     'train.num_steps to continue the run, or use another --workdir)')
+  check_batch(data_iter.peek(), config)
   # Every check passed: only now is anything written to the workdir.
   layout.make_dirs(layout.path(workdir))
   with contextlib.ExitStack() as stack:
@@ -133,20 +134,23 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
     last_checkpoint = latest
     loop_start = window_start = time.perf_counter()
     window_steps, window_wait = 0, data_iter.wait_seconds
+    # The ETA's rate: steps after the first (which compiles), over their time less the hooks'.
+    rate_start, hook_seconds, losses = loop_start, 0.0, ''
     # Profile `train.profile_steps` steps from the 5th of this run, once compilation is over.
     profile = range(start + 5, start + 5 + config.train.profile_steps)
     for step in range(start + 1, num_steps + 1):
       if profile and step == profile.start:
         jax.profiler.start_trace(str(layout.profile_dir(workdir)))
       batch = next(data_iter)
-      if step == start + 1:
-        check_batch(batch, config)
       state, metrics = exp.train_step(state, batch)
       pending.append((step, metrics))
       window_steps += 1
       if step == start + 1:
         jax.block_until_ready(metrics)
-        log.info('First step (compilation included) took %.1f s.', time.perf_counter() - loop_start)
+        rate_start = time.perf_counter()
+        log.info('First step (compilation included) took %.1f s.', rate_start - loop_start)
+        if not due(step, config.train.log_every, step == num_steps):  # keep it out of steps/s
+          window_start, window_steps, window_wait = rate_start, 0, data_iter.wait_seconds
       if profile and step == min(profile[-1], num_steps) and step >= profile.start:
         jax.block_until_ready(metrics)
         jax.profiler.stop_trace()
@@ -172,7 +176,9 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         scalars = {k: float(v) for k, v in parallel.host_values(metrics).items()}
         writer.write_scalars(step, 'train',
                              scalars | {'steps_per_sec': steps_per_sec, 'data_wait': data_wait})
-        eta = (num_steps - step) * (now - loop_start) / (step - start)
+        timed = step - start - 1
+        per_step = (now - rate_start - hook_seconds) / timed if timed else now - loop_start
+        eta = (num_steps - step) * per_step
         losses = ' '.join(f'{k} {v:.4f}' for k, v in scalars.items()
                           if k == 'loss' or k.endswith('_loss'))
         log.info('step %d/%d | %s | %.2f steps/s | data wait %.0f%% | ETA %s', step, num_steps,
@@ -184,7 +190,9 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         write_samples(exp, state, writer, step)
       for evaluator in eval_now:
         evaluators.record(evaluator, state, step, writer)
-      window_start += time.perf_counter() - hooks_start  # steps/s: training steps only
+      hooks_took = time.perf_counter() - hooks_start
+      window_start += hooks_took  # steps/s: training steps only
+      hook_seconds += hooks_took
       if save_now:
         check_held()
         checkpointer.save(step, state, data_iter.get_state(), exp.family.name, config)
@@ -193,6 +201,12 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         checkpointer.wait()
         raise stop.Stopped(step, stopping, str(directory / str(step)))
     checkpointer.wait()
+    if num_steps > start:
+      rate = (num_steps - start - 1) / max(time.perf_counter() - rate_start - hook_seconds, 1e-9)
+      log.info('Finished steps %d-%d in %s (%.2f steps/s after the first step, hooks left '
+               'out)%s; checkpoints in %s, samples in %s.', start + 1, num_steps,
+               _format_seconds(time.perf_counter() - loop_start), rate,
+               f' | {losses}' if losses else '', directory, layout.samples_dir(workdir))
   finally:
     try:
       checkpointer.wait()  # after an error: let the save in flight finish, keep that error

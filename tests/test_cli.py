@@ -38,6 +38,15 @@ def assert_one_line_error(result, *fragments):
     assert fragment in lines[-1], lines[-1]
 
 
+def test_a_run_ends_with_its_summary_line(tmp_path, tfds_dir):
+  result = run_cli(*digits_args(str(tmp_path / 'run'), tfds_dir, '--config.train.num_steps=3',
+                                '--config.sample.every_steps=0',
+                                '--config.evals.likelihood.every_steps=0'))
+  last = result.stderr.strip().splitlines()[-1]
+  assert 'Finished steps 1-3 in ' in last and '| loss ' in last, result.stderr[-2000:]
+  assert f'checkpoints in {tmp_path / "run" / "checkpoints"}' in last
+
+
 def test_train_writes_the_workdir_contract(trained):
   workdir, _ = trained
   config = read_json(os.path.join(workdir, 'config.json'))
@@ -104,6 +113,13 @@ def test_bad_flags_and_values(tmp_path, tfds_dir, override, fragments, status):
   assert_one_line_error(result, *fragments)
   assert result.returncode == status
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_images_of_another_shape_are_refused_before_the_workdir_is_written(tmp_path, tfds_dir):
+  workdir = tmp_path / 'run'
+  result = run_cli(*digits_args(str(workdir), tfds_dir, '--config.data.channels=3'), check=False)
+  assert_one_line_error(result, "dataset 'digits' gives images of shape (8, 8, 1)", '(8, 8, 3)')
+  assert not workdir.exists()
 
 
 def test_batch_size_must_divide_the_devices(tmp_path, tfds_dir):

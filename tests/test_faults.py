@@ -106,7 +106,8 @@ def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, tfds_dir):
     first.kill()
     first.wait()
   # The lock dies with its process: a restart after a kill is not refused.
-  assert run_cli(*args(workdir, tfds_dir, 1)).returncode == 0
+  saved = [int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit()]
+  assert run_cli(*args(workdir, tfds_dir, max(saved, default=0) + 1)).returncode == 0
 
 
 def test_full_disk_is_one_clear_line_and_keeps_the_finished_checkpoints(tmp_path, tfds_dir):

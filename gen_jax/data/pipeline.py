@@ -158,6 +158,10 @@ class TrainStream:
     self.next_index += 1
     return batch
 
+  def peek(self) -> dict[str, np.ndarray]:
+    """The host batch `next()` will return (before `transform`), read without advancing."""
+    return self._ds[self.next_index]
+
   def get_state(self) -> dict[str, int]:
     return {'next_index': self.next_index}
 
