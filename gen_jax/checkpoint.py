@@ -23,7 +23,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import layout
 from gen_jax import state as state_lib
-from gen_jax.config_lib import lookup
+from gen_jax.config_lib import from_json, lookup
 from gen_jax.errors import UserError
 from gen_jax.families import Family, get_family
 
@@ -238,6 +238,9 @@ def restore_checkpoint(directory: str | os.PathLike, abstract_state: Any, family
   if step is None:
     raise UserError(f'no checkpoint in {directory}: run --mode=train first')
   checkpointer = Checkpointer(directory, read_only=True)
+  if step not in checkpointer.all_steps():
+    raise UserError(f'no checkpoint of step {step} in {directory}; it holds steps '
+                    f'{checkpointer.all_steps()}')
   checkpointer.check_compatible(step, abstract_state, family)
   state, _ = checkpointer.restore(step, abstract_state)
   checkpointer.close()
@@ -250,7 +253,7 @@ def restore_run(workdir: str, mesh: Mesh) -> tuple[ConfigDict, Family, Any]:
   path = layout.config_file(workdir)
   if not path.exists():
     raise UserError(f'no config.json there: train a run into {workdir} first')
-  config = ConfigDict(json.loads(path.read_text()))
+  config = from_json(path.read_text())
   family = get_family(config)
   abstract_state = jax.eval_shape(state_lib.initializer(family, config, mesh))
   state, _ = restore_checkpoint(layout.checkpoints(workdir), abstract_state, family.name)

@@ -59,6 +59,8 @@ def base_config() -> ConfigDict:
   c.sample = ConfigDict()
   c.sample.every_steps = 1000  # 0: no grids during training
   c.sample.num = 64  # images written by --mode=sample
+  c.sample.checkpoint_step = 0  # --mode=sample: the checkpoint to sample (0: the newest)
+  c.sample.output = ''  # --mode=sample: an .npz path ('': in the workdir's samples/)
   c.sample.grid = 64  # images in the grids written during training
 
   c.eval = ConfigDict()  # shared by the evaluators and by --mode=eval
@@ -233,6 +235,7 @@ def validate(config: ConfigDict) -> None:
   _check(config.optim.learning_rate > 0,
          f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
   folders = {'data.data_dir': config.data.data_dir, 'data.manual_dir': config.data.manual_dir,
+             'sample.output': config.sample.output,
              **{f'evals.{name}.reference_dir': spec.get('reference_dir')
                 for name, spec in config.evals.items()}}
   for key, value in folders.items():
@@ -249,3 +252,26 @@ def lookup(tree: dict | ConfigDict, dotted: str):
 def to_json(config: ConfigDict) -> str:
   """The resolved config as indented JSON."""
   return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ConfigDict:
+  """The config that `to_json` wrote (a workdir's config.json), lists as tuples again, over
+  its family's defaults: keys added to gen_jax since the run was recorded take them."""
+  def tuples(value):
+    if isinstance(value, dict):
+      return {k: tuples(v) for k, v in value.items()}
+    return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+  def merge(base: ConfigDict, recorded: dict) -> None:
+    for key, value in recorded.items():
+      if isinstance(value, dict) and key in base and key != 'evals':
+        merge(base[key], value)
+      else:
+        base[key] = ConfigDict(value) if isinstance(value, dict) else value
+
+  recorded = tuples(json.loads(text))
+  if recorded.get('family') not in FAMILIES:
+    return ConfigDict(recorded)  # validate() names the bad family
+  config = family_config(recorded['family'])
+  merge(config, recorded)
+  return config

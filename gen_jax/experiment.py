@@ -14,7 +14,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from gen_jax import parallel
+from gen_jax import images, parallel
 from gen_jax import state as state_lib
 from gen_jax.data import augment
 from gen_jax.evaluators.run import Run
@@ -94,6 +94,15 @@ def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int 
                        jax.sharding.NamedSharding(exp.mesh, BATCH))
   images = multihost_utils.process_allgather(exp.sample(params, rng, ids), tiled=True)
   return np.asarray(images)[:num]
+
+
+def sample_images(exp: Experiment, params: Any, num: int) -> np.ndarray:
+  """Returns `num` samples (ids 0..num-1, the sample stream's key) as uint8 [num, H, W, C],
+  drawn in batches of eval.batch_size."""
+  batch = exp.config.eval.batch_size
+  return images.to_uint8(np.concatenate([
+      generate(exp, params, exp.keys.sample, min(batch, num - start), start)
+      for start in range(0, num, batch)]))
 
 
 def eval_run(exp: Experiment) -> Run:

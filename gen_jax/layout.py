@@ -5,7 +5,8 @@
   metrics.jsonl                one JSON line per logged step and split
   tensorboard/                 the same scalars, and the image grids
   samples/                     grids written during training (NAME_step_STEP.png) and the
-                               samples of --mode=sample (samples.npz)
+                               samples of --mode=sample (samples_step_STEP.npz and
+                               its grid, samples_step_STEP.png)
   eval/NAME/step_STEP.json     evaluator NAME's --mode=eval result for checkpoint STEP;
                                eval/NAME/step_STEP.progress/ while it runs
   profile/                     JAX profiler traces (train.profile_steps)
@@ -78,8 +79,9 @@ def grid_file(workdir: str | os.PathLike, name: str, step: int) -> epath.Path:
   return samples_dir(workdir) / f'{prefix}step_{int(step):07d}.png'
 
 
-def samples_file(workdir: str | os.PathLike) -> epath.Path:
-  return samples_dir(workdir) / 'samples.npz'
+def samples_file(workdir: str | os.PathLike, step: int) -> epath.Path:
+  """samples/samples_step_STEP.npz: --mode=sample's samples of checkpoint STEP."""
+  return samples_dir(workdir) / f'samples_step_{int(step):07d}.npz'
 
 
 def eval_file(workdir: str | os.PathLike, evaluator: str, step: int) -> epath.Path:

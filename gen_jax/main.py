@@ -9,6 +9,7 @@ any kind ends in one line on stderr and a non-zero exit status.
 """
 
 import logging as std_logging
+import os
 import sys
 import threading
 import warnings
@@ -44,10 +45,19 @@ def fail(message: str, status: int = 1) -> None:
   sys.exit(status)
 
 
+def _json_config(arg: str) -> str:
+  """`--config=FILE.json` (a workdir's config.json) becomes a config file argument that
+  ml_collections loads through gen_jax/json_config.py."""
+  name, _, value = arg.partition('=')
+  if name in ('--config', '-config') and value.endswith('.json'):
+    return f'{name}={os.path.join(os.path.dirname(__file__), "json_config.py")}:{value}'
+  return arg
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags, turning a bad flag or config override into one line on stderr."""
   try:
-    argv = flags.FLAGS(argv)
+    argv = flags.FLAGS([_json_config(arg) for arg in argv])
     getattr(_CONFIG.value, 'family', None)  # a config file that failed to load raises here
     return argv
   except flags.Error as e:

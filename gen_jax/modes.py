@@ -77,7 +77,9 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str,
 
 
 def sample(config: ConfigDict, workdir: str) -> np.ndarray:
-  """Writes `sample.num` samples of the latest checkpoint (EMA params) to samples/samples.npz.
+  """Writes `sample.num` samples (EMA params) of checkpoint `sample.checkpoint_step` (0: the
+  newest) to `sample.output` (default: `layout.samples_file`), key 'images', and
+  their grid beside it (.png).
 
   Returns: uint8 [sample.num, H, W, C].
   """
@@ -86,18 +88,17 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   if exp.sample is None:
     raise UserError(f'family {config.family!r} does not generate samples')
   state, step = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
-                                   exp.family.name)
-  batch = config.eval.batch_size
-  chunks = [experiment_lib.generate(exp, state.ema_params, exp.keys.sample,
-                                    min(batch, config.sample.num - start), start)
-            for start in range(0, config.sample.num, batch)]
-  result = images.to_uint8(np.concatenate(chunks))
-  path = layout.samples_file(workdir)
+                                   exp.family.name, config.sample.checkpoint_step or None)
+  result = experiment_lib.sample_images(exp, state.ema_params, config.sample.num)
+  path = (layout.path(config.sample.output) if config.sample.output
+          else layout.samples_file(workdir, step))
   if jax.process_index() == 0:
     layout.make_dirs(path.parent)
     with path.open('wb') as f:
       np.savez(f, images=result)
-  log.info('Wrote %d samples of step %d to %s.', len(result), step, path)
+    path.with_suffix('.png').write_bytes(images.png_bytes(images.make_grid(result)))
+  log.info('Wrote %d samples of step %d to %s (grid: %s).', len(result), step, path,
+           path.with_suffix('.png'))
   return result
 
 

@@ -81,7 +81,7 @@ def test_summary_counts_parameters_from_shapes(trained, tmp_path, tfds_dir):
 def test_sample_mode_writes_uint8_images(trained):
   workdir, args = trained
   run_cli(*args, '--mode=sample', '--config.sample.num=37')
-  images = np.load(os.path.join(workdir, 'samples', 'samples.npz'))['images']
+  images = np.load(os.path.join(workdir, 'samples', 'samples_step_0000040.npz'))['images']
   assert images.shape == (37, 8, 8, 1) and images.dtype == np.uint8
   assert images.std() > 0
 

@@ -71,7 +71,7 @@ def test_evaluators_and_metrics_see_no_experiment_or_loop():
 
 def test_only_layout_names_the_workdir_files():
   names = ("'checkpoints'", "'metrics.jsonl'", "'config.json'", "'summary.json'",
-           "'samples.npz'", "'.lock'", "'sweep.log'", "'tensorboard'")
+           'samples_step_', "'.lock'", "'sweep.log'", "'tensorboard'")
   for path in _python_files(PACKAGE):
     if path != os.path.join(PACKAGE, 'layout.py'):
       text = open(path).read()

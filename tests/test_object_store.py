@@ -135,7 +135,7 @@ def test_train_kill_resume_eval_sample_in_gs(tmp_path, tfds_dir, gcs):
   assert {r['evaluator'] for r in read_metrics(local, 'eval')} >= {'likelihood'}
   assert os.path.exists(os.path.join(local, 'eval', 'likelihood', f'step_{num_steps:07d}.json'))
   assert os.listdir(os.path.join(local, 'tensorboard'))
-  with fs.open(f'{BUCKET}/run/samples/samples.npz', 'rb') as f:
+  with fs.open(f'{BUCKET}/run/samples/samples_step_{num_steps:07d}.npz', 'rb') as f:
     assert np.load(io.BytesIO(f.read()))['images'].shape == (20, 8, 8, 1)
   assert no_local_scheme_folder()
 

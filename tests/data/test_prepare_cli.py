@@ -56,7 +56,7 @@ def test_paper_config_prepares_trains_and_samples_from_the_files(tmp_path, confi
   (last,) = [r for r in read_metrics(str(workdir)) if r['step'] == 20]
   assert np.isfinite([v for k, v in last.items() if k not in ('step', 'split')]).all()
   run_cli(*data, f'--workdir={workdir}', '--mode=sample', *flags)
-  with np.load(workdir / 'samples' / 'samples.npz') as samples:
+  with np.load(workdir / 'samples' / 'samples_step_0000020.npz') as samples:
     size = 32 if config == 'ddpm_cifar10' else 64
     assert samples['images'].shape == (8, size, size, 3)
   assert tree(data_dir) == before, 'training wrote to the prepared data_dir'
