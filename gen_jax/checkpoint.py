@@ -41,6 +41,16 @@ def signature(tree: Any) -> dict[str, str]:
           f'{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}' for path, leaf in leaves}
 
 
+def first_non_finite(tree: Any) -> str:
+  """The path of the first floating-point leaf of `tree` holding a NaN or an infinity
+  ('' if none), from one device-to-host transfer of a flag per leaf."""
+  leaves = [(jax.tree_util.keystr(path, simple=True, separator='/'), leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  finite = jax.device_get([jnp.all(jnp.isfinite(leaf)) for _, leaf in leaves])
+  return next((name for (name, _), ok in zip(leaves, finite) if not ok), '')
+
+
 def _first_difference(found: dict[str, str], expected: dict[str, str]) -> str:
   # Parameters first: they name the layer a user changed; optimizer and EMA trees follow.
   for key in sorted(set(found) | set(expected), key=lambda k: (not k.startswith('params/'), k)):
@@ -117,6 +127,10 @@ class Checkpointer:
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
       raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} cannot be read '
                               f'({_describe(e)})') from None
+    bad = first_non_finite(restored['state'])
+    if bad:  # checkpoints are saved only after finite losses: its files changed since
+      raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} holds non-finite values '
+                              f'({bad}): its files are damaged')
     return restored['state'], restored['data']
 
   def save(self, step: int, state: Any, data_state: dict, family: str,

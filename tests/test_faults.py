@@ -8,10 +8,19 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, digits_args, flat_params, read_metrics, restore_run, run_cli
+from tests.conftest import (
+  REPO,
+  digits_args,
+  flat_params,
+  read_metrics,
+  restore_run,
+  run_cli,
+  run_experiment,
+)
 
 
 def args(workdir, tfds_dir, num_steps, *extra):
@@ -173,4 +182,35 @@ def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tmp_path, tfds_dir,
                                f'saved in {checkpoint}'), stderr[-3000:]
   assert os.path.exists(os.path.join(checkpoint, 'commit_success.txt'))
   run_cli(*args(workdir, tfds_dir, 60))
+  assert_equals_the_uninterrupted_run(workdir, uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_holding_nan_is_refused_by_eval_and_sample_and_skipped_by_training(
+    tmp_path, tfds_dir, uninterrupted):
+  from gen_jax import layout
+  from gen_jax.checkpoint import Checkpointer
+  workdir = str(tmp_path / 'run')
+  run_cli(*args(workdir, tfds_dir, 40))
+  # What a corruption that keeps the files readable can leave: a NaN among the parameters,
+  # in a newer checkpoint than the last good one.
+  state, _ = restore_run(workdir)
+  leaves, treedef = jax.tree.flatten(state.params)
+  leaves[0] = leaves[0].at[0].set(np.nan)
+  damaged = state.replace(params=jax.tree.unflatten(treedef, leaves))
+  saver = Checkpointer(layout.checkpoints(workdir), max_to_keep=10)
+  saver.save(41, damaged, {'next_index': 41}, 'vae', run_experiment(workdir).config)
+  saver.wait()
+  saver.close()
+  for mode in ('eval', 'sample'):
+    result = run_cli(*args(workdir, tfds_dir, 60), f'--mode={mode}', check=False)
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = last_line(result.stderr)
+    assert line.startswith('gen_jax: error: checkpoint ') and line.endswith(
+        'checkpoints/41 holds non-finite values (params/decoder/Conv2x_0/bias): its files are '
+        'damaged'), result.stderr[-2000:]
+  result = run_cli(*args(workdir, tfds_dir, 60))
+  warning = [line for line in result.stderr.splitlines() if 'non-finite values' in line]
+  assert len(warning) == 1 and 'resuming from checkpoint 40' in warning[0], result.stderr[-2000:]
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints.damaged', '41'))
   assert_equals_the_uninterrupted_run(workdir, uninterrupted)
