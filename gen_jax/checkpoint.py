@@ -75,6 +75,7 @@ class Checkpointer:
                read_only: bool = False):
     directory = layout.path(directory)
     self.directory = directory if layout.is_object_store(directory) else directory.resolve()
+    self._in_flight: int | None = None  # the step of the asynchronous save being written
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -145,23 +146,24 @@ class Checkpointer:
       state = jax.tree.map(jnp.copy, state)
     meta = {'family': family, 'signature': signature(state),
             'config': json.loads(config.to_json_best_effort())}
-    try:  # an earlier asynchronous save's failure surfaces here too
+    try:  # orbax first waits for the save in flight: its failure surfaces here
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
           meta=ocp.args.JsonSave(meta)), force=True)
     except Exception as e:
-      raise self._write_error(e) from None
+      raise self._write_error(e, step if self._in_flight is None else self._in_flight) from None
+    self._in_flight = step
 
   def wait(self) -> None:
     """Blocks until the pending save is on disk."""
     try:
       self._manager.wait_until_finished()
     except Exception as e:
-      raise self._write_error(e) from None
+      raise self._write_error(e, self._in_flight) from None
 
-  def _write_error(self, e: Exception) -> UserError:
+  def _write_error(self, e: Exception, step: int | None) -> UserError:
     kept = self._manager.latest_step()
-    return UserError(f'writing a checkpoint to {self.directory} failed ({_describe(e)}); '
+    return UserError(f'writing checkpoint {step} to {self.directory} failed ({_describe(e)}); '
                      f'disk full or not writable? The finished checkpoints are intact (newest: '
                      f'{kept})')
 

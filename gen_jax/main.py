@@ -54,6 +54,24 @@ def _json_config(arg: str) -> str:
   return arg
 
 
+def _closed_loop_noise(value: BaseException | None) -> bool:
+  # After a failed asynchronous save, orbax's background threads call into its event loop
+  # once it is closed; each would print this traceback ahead of gen_jax's one line.
+  return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+
+
+def quiet_closed_loop_noise() -> None:
+  """Drops, from Python's three exception hooks, only the 'Event loop is closed' errors."""
+  excepthook, thread_hook, unraisable_hook = (sys.excepthook, threading.excepthook,
+                                              sys.unraisablehook)
+  sys.excepthook = lambda kind, value, tb: (
+      None if _closed_loop_noise(value) else excepthook(kind, value, tb))
+  threading.excepthook = lambda args: (
+      None if _closed_loop_noise(args.exc_value) else thread_hook(args))
+  sys.unraisablehook = lambda unraisable: (
+      None if _closed_loop_noise(unraisable.exc_value) else unraisable_hook(unraisable))
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags, turning a bad flag or config override into one line on stderr."""
   try:
@@ -90,14 +108,17 @@ def main(argv: list[str]) -> None:
   if _WORKDIR.value is not None and (  # before anything is written
       error := layout.scheme_error(_WORKDIR.value, '--workdir')):
     fail(error, status=2)
-  if not flags.FLAGS['verbosity'].present:  # orbax and tfds log through absl: errors only
-    logging.set_verbosity(logging.ERROR)
+  if not flags.FLAGS['verbosity'].present:
+    # orbax, tfds and grain log through absl. Their errors reach gen_jax as exceptions and
+    # end in its one line; orbax's background threads would log each with a traceback first.
+    logging.set_verbosity(logging.FATAL)
   std_logging.getLogger('gen_jax').setLevel(std_logging.INFO)
   if not _COORDINATOR.value and (_NUM_PROCESSES.value is not None or
                                  _PROCESS_ID.value is not None):
     fail('--num_processes and --process_id need --coordinator_address', status=2)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  quiet_closed_loop_noise()
   from gen_jax import modes, stop, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
          'sample': modes.sample, 'summary': modes.summary,

@@ -135,8 +135,9 @@ def test_full_disk_is_one_clear_line_and_keeps_the_finished_checkpoints(tmp_path
   _, stderr = process.communicate(timeout=600)
   assert process.returncode != 0
   message = last_line(stderr)
-  assert message.startswith('gen_jax: error: writing a checkpoint to'), stderr[-2000:]
+  assert message.startswith('gen_jax: error: writing checkpoint 40 to'), stderr[-2000:]
   assert 'finished checkpoints are intact (newest: 20)' in message
+  assert 'Traceback' not in stderr, stderr[-3000:]  # orbax's thread logs are kept quiet
   state, step = restore_run(workdir)
   assert step == 20 and np.all(np.isfinite(flat_params(state)))
 
