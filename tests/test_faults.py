@@ -162,8 +162,8 @@ def test_resuming_with_another_seed_is_refused_in_one_line(tmp_path, tfds_dir):
       'resuming would not continue that run; use another --workdir')
 
 
-@pytest.mark.parametrize('signum,status', [
-    (signal.SIGTERM, 0), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('signum,status', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tmp_path, tfds_dir, uninterrupted,
                                                               signum, status):
   workdir = str(tmp_path / 'run')

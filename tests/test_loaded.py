@@ -22,6 +22,7 @@ def trained(tmp_path_factory, tfds_dir):
   return workdir, args
 
 
+@pytest.mark.slow
 def test_the_recorded_config_alone_samples_what_the_run_samples(trained, tmp_path):
   workdir, args = trained
   run_cli(*args, '--mode=sample', '--config.sample.num=6')
@@ -44,6 +45,7 @@ def test_the_recorded_config_alone_samples_what_the_run_samples(trained, tmp_pat
   np.testing.assert_array_equal(gen_jax.load(workdir, step=10).sample(6), early)
 
 
+@pytest.mark.slow
 def test_a_missing_checkpoint_step_is_one_line(trained):
   workdir, args = trained
   result = run_cli(*args, '--mode=sample', '--config.sample.checkpoint_step=15', check=False)

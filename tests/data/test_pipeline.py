@@ -87,6 +87,7 @@ def test_eval_batches_pad_with_mask(tfds_dir):
     next(pipeline.eval_batches(digits(tfds_dir), 'test', 1000, 32, 0, 1))
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_stream_and_position(tfds_dir):
   threads = pipeline.train_iterator(digits(tfds_dir, num_threads=2), 0, 0, 1)
   workers = pipeline.train_iterator(digits(tfds_dir, num_workers=2), 0, 0, 1)
