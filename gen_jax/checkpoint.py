@@ -7,6 +7,7 @@ the state the current config builds, so a workdir of another model fails with on
 Saves are asynchronous and atomic (orbax writes to a temporary folder and renames it).
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -41,14 +42,57 @@ def signature(tree: Any) -> dict[str, str]:
           f'{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}' for path, leaf in leaves}
 
 
-def first_non_finite(tree: Any) -> str:
-  """The path of the first floating-point leaf of `tree` holding a NaN or an infinity
-  ('' if none), from one device-to-host transfer of a flag per leaf."""
-  leaves = [(jax.tree_util.keystr(path, simple=True, separator='/'), leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-            if jnp.issubdtype(leaf.dtype, jnp.floating)]
-  finite = jax.device_get([jnp.all(jnp.isfinite(leaf)) for _, leaf in leaves])
-  return next((name for (name, _), ok in zip(leaves, finite) if not ok), '')
+# Odd multipliers: each element's word is mixed with its index, so a changed, moved or
+# swapped element changes the sum; integer sums wrap, so they do not depend on the order of
+# the reduction or on how the array is sharded.
+_INDEX_MIX, _WORD_MIX = 0x9E3779B9, 0x85EBCA6B
+
+
+def checksum(x: Any, xp: Any = jnp) -> Any:
+  """A uint32 checksum of the bytes of array `x`, computed by `xp` (jax.numpy on devices,
+  numpy on the host: both give the same number). Any single changed element changes it."""
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  if x.dtype == bool:
+    words = x.astype(xp.uint32)
+  else:
+    words = x.view({1: xp.uint8, 2: xp.uint16, 4: xp.uint32}[x.dtype.itemsize])
+    words = words.astype(xp.uint32)
+  index = xp.arange(words.size, dtype=xp.uint32) * xp.uint32(_INDEX_MIX)
+  return ((words.reshape(-1) ^ index) * xp.uint32(_WORD_MIX)).sum(dtype=xp.uint32)
+
+
+@jax.jit
+def _fingerprint(leaves: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
+  return ([checksum(x) for x in leaves],
+          [jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.array(True)
+           for x in leaves])
+
+
+def fingerprint(tree: Any) -> tuple[dict[str, int], str]:
+  """Returns ({path: checksum} of every leaf of `tree`, the path of the first floating-point
+  leaf holding a NaN or an infinity or '' if none), computed where the arrays are and
+  fetched in one device-to-host transfer."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  names = [jax.tree_util.keystr(path, simple=True, separator='/') for path, _ in flat]
+  sums, finite = jax.device_get(_fingerprint([leaf for _, leaf in flat]))
+  return ({name: int(s) for name, s in zip(names, sums)},
+          next((name for name, ok in zip(names, finite) if not ok), ''))
+
+
+def host_checksums(tree: Any) -> dict[str, int]:
+  """{path: checksum} of a tree of host (numpy) arrays: what `fingerprint` gives on devices."""
+  return {jax.tree_util.keystr(path, simple=True, separator='/'): int(checksum(leaf, np))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def data_checksum(data_state: dict) -> str:
+  """The SHA-256 of the data iterator's state, as canonical JSON."""
+  return hashlib.sha256(json.dumps(data_state, sort_keys=True).encode()).hexdigest()
+
+
+def _first_mismatch(found: dict[str, int], expected: dict[str, int]) -> str:
+  return next((name for name in expected if found.get(name) != expected[name]), '')
 
 
 def _first_difference(found: dict[str, str], expected: dict[str, str]) -> str:
@@ -76,10 +120,12 @@ class Checkpointer:
     directory = layout.path(directory)
     self.directory = directory if layout.is_object_store(directory) else directory.resolve()
     self._in_flight: int | None = None  # the step of the asynchronous save being written
+    self._abstract: Any = None  # its state's shapes and dtypes, to read it back on the host
+    self._max_to_keep = None if read_only else max_to_keep  # applied by `wait`, not by orbax
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=None if read_only else max_to_keep, read_only=read_only,
+            read_only=read_only,
             save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only,
             create=not read_only))
@@ -109,8 +155,12 @@ class Checkpointer:
                       f'not {family!r}: use another --workdir')
     difference = _first_difference(meta['signature'], signature(abstract_state))
     if difference:
+      recorded = layout.config_file(self.directory.parent)
+      advice = (f'to use that run, pass --config={recorded} (its config, overrides included); '
+                'for a new model, use another --workdir' if recorded.exists()
+                else 'use another --workdir')
       raise UserError(f'{self.directory} holds checkpoints of a different model: {difference}; '
-                      'use another --workdir')
+                      f'{advice}')
     if config is not None:
       current = json.loads(config.to_json_best_effort())
       for key in RESUME_KEYS:
@@ -121,47 +171,108 @@ class Checkpointer:
                           '--workdir')
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
-    """Returns (state placed as `abstract_state`'s shardings say, data-iterator state)."""
+    """Returns (state placed as `abstract_state`'s shardings say, data-iterator state), after
+    checking them against the checksums the checkpoint was saved with (checkpoints written
+    before gen_jax kept checksums: that their values are finite)."""
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+          meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
       raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} cannot be read '
                               f'({_describe(e)})') from None
-    bad = first_non_finite(restored['state'])
-    if bad:  # checkpoints are saved only after finite losses: its files changed since
+    sums, bad = fingerprint(restored['state'])
+    expected = restored['meta'].get('checksums')
+    self._check(step, _first_mismatch(sums, expected) if expected else '',
+                restored['data'], restored['meta'])
+    if bad:  # saves refuse non-finite states: its files changed since
       raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} holds non-finite values '
                               f'({bad}): its files are damaged')
     return restored['state'], restored['data']
 
+  def _check(self, step: int, mismatch: str, data_state: Any, meta: dict) -> None:
+    """Raises DamagedCheckpoint if array `mismatch` ('' if none) or the data state differ
+    from what checkpoint `step` was saved with."""
+    if not mismatch and 'data_checksum' in meta and (
+        not isinstance(data_state, dict) or data_checksum(data_state) != meta['data_checksum']):
+      mismatch = 'the data position'
+    if mismatch:
+      raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} does not match the checksum '
+                              f'it was saved with ({mismatch}): its files are damaged')
+
   def save(self, step: int, state: Any, data_state: dict, family: str,
            config: ConfigDict) -> None:
-    """Starts an asynchronous save of checkpoint `step`.
+    """Starts an asynchronous save of checkpoint `step`, with the checksums of its arrays and
+    data state, once the save before it is written and verified (`wait`).
 
+    Raises a UserError, saving nothing, if `state` holds a NaN or an infinity.
     On CPU the state is copied first: there orbax's host copy can alias the device buffers,
     which the next (donating) train step overwrites while the save is still being written.
     On accelerators the host copy is a transfer, so nothing is copied twice.
     """
+    self.wait()
+    sums, bad = fingerprint(state)
+    if bad:
+      raise UserError(f'the state of step {step} holds non-finite values ({bad}); not saved, '
+                      f'the newest checkpoint ({self._manager.latest_step()}) is kept. Lower '
+                      'optim.learning_rate or set optim.grad_clip')
     if jax.default_backend() == 'cpu':
       state = jax.tree.map(jnp.copy, state)
     meta = {'family': family, 'signature': signature(state),
-            'config': json.loads(config.to_json_best_effort())}
-    try:  # orbax first waits for the save in flight: its failure surfaces here
+            'config': json.loads(config.to_json_best_effort()),
+            'checksums': sums, 'data_checksum': data_checksum(data_state)}
+    try:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
           meta=ocp.args.JsonSave(meta)), force=True)
     except Exception as e:
-      raise self._write_error(e, step if self._in_flight is None else self._in_flight) from None
+      raise self._write_error(e, step) from None
     self._in_flight = step
+    self._abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+
+  def check(self) -> None:
+    """Raises a UserError if the save in flight has failed already."""
+    try:
+      self._manager.check_for_errors()
+    except Exception as e:
+      step, self._in_flight = self._in_flight, None
+      raise self._write_error(e, step) from None
 
   def wait(self) -> None:
-    """Blocks until the pending save is on disk."""
+    """Blocks until the pending save is on disk, reads it back and checks it against its
+    checksums; only then are checkpoints beyond `max_to_keep` deleted, oldest first, so the
+    newest verified checkpoint is never deleted before a newer one is verified."""
+    if self._in_flight is None:
+      return
+    step, self._in_flight = self._in_flight, None
     try:
       self._manager.wait_until_finished()
     except Exception as e:
-      raise self._write_error(e, self._in_flight) from None
+      raise self._write_error(e, step) from None
+    error = ''
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(jax.tree.map(  # numpy templates: read to the host
+              lambda x: np.empty(x.shape, x.dtype), self._abstract)),
+          data=ocp.args.JsonRestore(),
+          meta=ocp.args.JsonRestore()))
+      meta = restored['meta']
+      self._check(step, _first_mismatch(host_checksums(restored['state']), meta['checksums']),
+                  restored['data'], meta)
+    except Exception as e:  # orbax raises many types for unreadable files
+      error = str(e) if isinstance(e, DamagedCheckpoint) else (
+          f'checkpoint {self.directory}/{step} cannot be read ({_describe(e)})')
+    if jax.process_count() > 1:  # every process deletes, or none does
+      failed = multihost_utils.process_allgather(np.int32(bool(error)))
+      error = error or ('another process failed to read it back' if failed.any() else '')
+    if error:
+      raise UserError(f'{error}, right after writing: the storage does not return what was '
+                      'written; the checkpoints before it are kept')
+    if self._max_to_keep:
+      for old in self.all_steps()[:-self._max_to_keep]:
+        self._manager.delete(old)
 
-  def _write_error(self, e: Exception, step: int | None) -> UserError:
+  def _write_error(self, e: Exception, step: int) -> UserError:
     kept = self._manager.latest_step()
     return UserError(f'writing checkpoint {step} to {self.directory} failed ({_describe(e)}); '
                      f'disk full or not writable? The finished checkpoints are intact (newest: '
@@ -172,8 +283,9 @@ class Checkpointer:
 
 
 def _describe(e: Exception) -> str:
-  lines = str(e).strip().splitlines() or ['']
-  return f'{type(e).__name__}: {lines[0][:200]}'
+  first = (str(e).strip().splitlines() or [''])[0]
+  first = first.split(' See full TensorStore details')[0]  # a repr of the whole spec follows
+  return f'{type(e).__name__}: {first[:200]}'
 
 
 def newest_compatible_step(directory: str | os.PathLike, abstract_state: Any, family: str,

@@ -7,7 +7,7 @@ import json
 from ml_collections import ConfigDict, config_dict
 
 from gen_jax import layout
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 
 
 def base_config() -> ConfigDict:
@@ -104,10 +104,10 @@ def evaluator(kind: str, **values) -> ConfigDict:
   """Returns the config of one evaluator: {'type': kind} and the type's keys, `values`
   overriding their defaults (a config then sets config.evals.NAME to it)."""
   if kind not in EVALUATORS:
-    raise UserError(f'evaluator type {kind!r}: expected one of {sorted(EVALUATORS)}')
+    raise ConfigError(f'evaluator type {kind!r}: expected one of {sorted(EVALUATORS)}')
   unknown = set(values) - set(EVALUATORS[kind])
   if unknown:
-    raise UserError(f'evaluator {kind!r} has no keys {sorted(unknown)}; its keys: '
+    raise ConfigError(f'evaluator {kind!r} has no keys {sorted(unknown)}; its keys: '
                     f'{sorted(EVALUATORS[kind])}')
   return ConfigDict({'type': kind, **EVALUATORS[kind], **values})
 
@@ -197,11 +197,11 @@ def _keys(config: ConfigDict, prefix: str = '') -> set[str]:
 
 def _check(condition: bool, message: str) -> None:
   if not condition:
-    raise UserError(message)
+    raise ConfigError(message)
 
 
 def validate(config: ConfigDict) -> None:
-  """Raises a UserError naming the first key whose value is out of range."""
+  """Raises a ConfigError naming the first key whose value is out of range."""
   _check(bool(config.family), 'family is empty: the config file must set it')
   _check(config.family in FAMILIES,
          f'family={config.family!r}: expected one of {", ".join(FAMILIES)}')

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gen_jax import cpu_runtime, layout
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError, UserError
 
 MODES = ('train', 'eval', 'sample', 'summary', 'prepare')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
@@ -60,8 +60,17 @@ def _closed_loop_noise(value: BaseException | None) -> bool:
   return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
 
 
-def quiet_closed_loop_noise() -> None:
-  """Drops, from Python's three exception hooks, only the 'Event loop is closed' errors."""
+def _orbax_leftover(unraisable: 'sys.UnraisableHookArgs') -> bool:
+  # A failed restore leaves orbax's other read coroutines unfinished; when they are collected
+  # each prints its own copy of the error gen_jax has already reported in one line.
+  code = getattr(unraisable.object, 'cr_code', None)
+  return code is not None and f'{os.sep}orbax{os.sep}' in code.co_filename
+
+
+def quiet_orbax_noise() -> None:
+  """Drops, from Python's three exception hooks, only the 'Event loop is closed' errors and
+  the errors of orbax's abandoned coroutines, and the warnings that they were never awaited."""
+  warnings.filterwarnings('ignore', r"coroutine '.*' was never awaited", RuntimeWarning)
   excepthook, thread_hook, unraisable_hook = (sys.excepthook, threading.excepthook,
                                               sys.unraisablehook)
   sys.excepthook = lambda kind, value, tb: (
@@ -69,7 +78,8 @@ def quiet_closed_loop_noise() -> None:
   threading.excepthook = lambda args: (
       None if _closed_loop_noise(args.exc_value) else thread_hook(args))
   sys.unraisablehook = lambda unraisable: (
-      None if _closed_loop_noise(unraisable.exc_value) else unraisable_hook(unraisable))
+      None if _closed_loop_noise(unraisable.exc_value) or _orbax_leftover(unraisable)
+      else unraisable_hook(unraisable))
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -118,7 +128,7 @@ def main(argv: list[str]) -> None:
     fail('--num_processes and --process_id need --coordinator_address', status=2)
   if _DISTRIBUTED.value or _COORDINATOR.value:
     initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  quiet_closed_loop_noise()
+  quiet_orbax_noise()
   from gen_jax import modes, stop, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
          'sample': modes.sample, 'summary': modes.summary,
@@ -131,6 +141,8 @@ def main(argv: list[str]) -> None:
   except KeyboardInterrupt:  # SIGINT outside the training loop
     fail(f'interrupted (SIGINT) in --mode={_MODE.value}; what was written before is kept',
          status=130)
+  except ConfigError as e:
+    fail(str(e), status=2)
   except UserError as e:
     fail(str(e))
   except OSError as e:  # a full disk, an unwritable folder: the file system's own words

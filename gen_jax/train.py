@@ -6,6 +6,7 @@ Reads top to bottom: setup and checks, state (restored or new), the loop, the ho
 import contextlib
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,7 +122,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
   if jax.process_index() == 0:
     layout.config_file(workdir).write_text(config_lib.to_json(config))
   checkpointer = Checkpointer(directory, config.checkpoint.max_to_keep)
-  writer = None
+  writer = save_error = None
   try:
     start = int(parallel.host_values(state.step))
     writer = MetricWriter(workdir, jax.process_index() == 0, resume_step=start)
@@ -169,6 +170,7 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
         check_finite(pending, last_checkpoint)
         pending = []
       if log_now:
+        checkpointer.check()  # a failed asynchronous save stops the run here
         now = time.perf_counter()
         steps_per_sec = window_steps / max(now - window_start, 1e-9)
         # the share of the window's training time spent waiting for input
@@ -208,14 +210,26 @@ def _train(exp: experiment_lib.Experiment, evals: list[evaluators.Evaluator], da
                _format_seconds(time.perf_counter() - loop_start), rate,
                f' | {losses}' if losses else '', directory, layout.samples_dir(workdir))
   finally:
+    unwinding = sys.exception()
     try:
-      checkpointer.wait()  # after an error: let the save in flight finish, keep that error
+      checkpointer.wait()  # after an error: let the save in flight finish
     except UserError as e:
-      log.error('%s', e)
-    checkpointer.close()
+      # On a full disk the save's error, naming the steps, is the one to report.
+      if isinstance(unwinding, OSError):
+        save_error = e
+      else:
+        log.error('%s', e)
+    # A full disk fails the closing writes too: the first error is the one to report.
+    quiet = (contextlib.suppress(OSError) if unwinding or save_error
+             else contextlib.nullcontext())
+    with quiet:
+      checkpointer.close()
     data_iter.close()
     if writer is not None:
-      writer.close()
+      with quiet:
+        writer.close()
+    if save_error:
+      raise save_error from None
   return state
 
 

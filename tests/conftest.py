@@ -118,6 +118,13 @@ def read_scalar_tags(workdir: str) -> dict[str, list[int]]:
   return tags
 
 
+def snapshot(workdir):
+  """{path: (size, mtime)} of every file under `workdir`."""
+  return {os.path.join(root, name): (os.stat(os.path.join(root, name)).st_size,
+                                     os.stat(os.path.join(root, name)).st_mtime_ns)
+          for root, _, names in os.walk(workdir) for name in names}
+
+
 def read_json(path: str) -> dict:
   with open(path) as f:
     return json.load(f)

@@ -59,8 +59,11 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 def read_idx(path: str) -> np.ndarray:
   """Reads a (gzipped) idx file; returns a uint8 array of the shape its header gives."""
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, gzip.BadGzipFile) as e:  # a truncated or foreign .gz
+    raise ValueError(f'{path}: {type(e).__name__}: {e}') from None
   zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
   if zero != 0 or dtype_code != 0x08:
     raise ValueError(f'{path} is not an idx file of unsigned bytes (header {data[:4]!r})')

@@ -109,20 +109,3 @@ def test_multi_process_run_never_prepares(tmp_path, monkeypatch):
   with pytest.raises(sources.UserError, match='--mode=prepare'):
     sources.load_source(config, 'train')
   assert not list(tmp_path.iterdir())
-
-
-def test_truncated_or_foreign_gzip_is_one_line(tmp_path, mnist_dir):
-  manual = tmp_path / 'manual'
-  manual.mkdir()
-  for name in os.listdir(mnist_dir):
-    data = open(os.path.join(mnist_dir, name), 'rb').read()
-    (manual / name).write_bytes(data[:5000] if name.startswith('train-images') else data)
-  config = ConfigDict({'name': 'mnist_idx', 'data_dir': str(tmp_path / 'tfds'),
-                       'manual_dir': str(manual)})
-  with pytest.raises(sources.UserError, match='EOFError'):
-    sources.load_source(config, 'test')
-  (manual / 'train-images-idx3-ubyte.gz').write_bytes(os.urandom(4000))
-  with pytest.raises(sources.UserError, match='BadGzipFile'):
-    sources.load_source(config, 'test')
-  for leftover in (tmp_path / 'tfds').rglob('*'):
-    assert 'incomplete' not in leftover.name and '.tmp.' not in leftover.name, leftover
