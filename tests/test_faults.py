@@ -313,28 +313,34 @@ def test_sigterm_and_sigint_save_the_step_and_resume_exactly(tmp_path, tfds_dir,
 
 @pytest.mark.slow
 def test_a_checkpoint_holding_nan_is_refused_by_eval_and_sample_and_skipped_by_training(
-    tmp_path, tfds_dir, uninterrupted):
+    run_40, tmp_path, tfds_dir, uninterrupted):
+  import json
+
+  import orbax.checkpoint as ocp
+
   from gen_jax import layout
-  from gen_jax.checkpoint import Checkpointer
-  workdir = str(tmp_path / 'run')
-  run_cli(*args(workdir, tfds_dir, 40))
-  # What a corruption that keeps the files readable can leave: a NaN among the parameters,
-  # in a newer checkpoint than the last good one.
+  from gen_jax.checkpoint import signature
+  workdir = copy_of(run_40, tmp_path)
+  # What a corruption of a checkpoint written without checksums (by gen_jax before it kept
+  # them: gen_jax itself never saves a non-finite state) can leave: a NaN among the
+  # parameters, in a newer checkpoint than the last good one.
   state, _ = restore_run(workdir)
   leaves, treedef = jax.tree.flatten(state.params)
   leaves[0] = leaves[0].at[0].set(np.nan)
   damaged = state.replace(params=jax.tree.unflatten(treedef, leaves))
-  saver = Checkpointer(layout.checkpoints(workdir), max_to_keep=10)
-  saver.save(41, damaged, {'next_index': 41}, 'vae', run_experiment(workdir).config)
-  saver.wait()
-  saver.close()
+  config = json.loads(run_experiment(workdir).config.to_json_best_effort())
+  manager = ocp.CheckpointManager(layout.checkpoints(workdir))
+  manager.save(41, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(damaged), data=ocp.args.JsonSave({'next_index': 656}),
+      meta=ocp.args.JsonSave({'family': 'vae', 'signature': signature(damaged),
+                              'config': config})))
+  manager.wait_until_finished()
+  manager.close()
   for mode in ('eval', 'sample'):
     result = run_cli(*args(workdir, tfds_dir, 60), f'--mode={mode}', check=False)
-    assert result.returncode == 1, result.stderr[-2000:]
-    line = last_line(result.stderr)
-    assert line.startswith('gen_jax: error: checkpoint ') and line.endswith(
-        'checkpoints/41 holds non-finite values (params/decoder/Conv2x_0/bias): its files are '
-        'damaged'), result.stderr[-2000:]
+    line = assert_error(result, 1, 'checkpoints/41 holds non-finite values '
+                        '(params/decoder/Conv2x_0/bias): its files are damaged')
+    assert line.startswith('gen_jax: error: checkpoint ')
   result = run_cli(*args(workdir, tfds_dir, 60))
   warning = [line for line in result.stderr.splitlines() if 'non-finite values' in line]
   assert len(warning) == 1 and 'resuming from checkpoint 40' in warning[0], result.stderr[-2000:]
