@@ -348,9 +348,9 @@ def test_a_checkpoint_holding_nan_is_refused_by_eval_and_sample_and_skipped_by_t
   assert_equals_the_uninterrupted_run(workdir, uninterrupted)
 
 
-@pytest.mark.parametrize('removed', ['state/manifest.ocdbt',
-                                     pytest.param('state/ocdbt.process_0/d',
-                                                  marks=pytest.mark.slow)])
+@pytest.mark.parametrize('removed', [
+    'state/manifest.ocdbt', pytest.param('state/d', marks=pytest.mark.slow),
+    pytest.param('state/ocdbt.process_0/d', marks=pytest.mark.slow)])
 def test_a_removed_checkpoint_file_is_one_warning_and_a_fallback(run_40, tmp_path, tfds_dir,
                                                                  uninterrupted, removed):
   workdir = copy_of(run_40, tmp_path)
