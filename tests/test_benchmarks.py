@@ -1,5 +1,5 @@
-"""The accelerator check and the memory benchmark run (on small models, on the CPU) and print
-their tables; remat and bfloat16 lower the activations the backward pass keeps."""
+"""The accelerator check, the memory and the checkpoint benchmarks run (on small models, on the
+CPU) and print their tables; remat and bfloat16 lower the activations the backward pass keeps."""
 
 import os
 import subprocess
@@ -39,3 +39,11 @@ def test_memory_benchmark_shows_what_remat_and_bf16_save():
   for dtype in ('float32', 'bfloat16'):
     assert activations[dtype, 'on'] < 0.5 * activations[dtype, 'off']
   assert activations['bfloat16', 'off'] < activations['float32', 'off']
+
+
+@pytest.mark.slow
+def test_checkpoint_benchmark_times_orbax_and_the_checked_checkpointer():
+  rows = run_script(sys.executable, 'benchmarks/checkpoint.py', '--config=configs/vae_digits.py',
+                    '--repeats=1')
+  assert [row[0] for row in rows] == ['orbax', 'gen_jax']
+  assert all(float(cell) > 0 for row in rows for cell in row[1:])
