@@ -6,6 +6,7 @@ import os
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from ml_collections import ConfigDict
 
@@ -101,6 +102,25 @@ def test_rotation_waits_for_the_new_checkpoint_to_read_back_intact(tmp_path):
   state, data = reader.restore(3, abstract)
   np.testing.assert_array_equal(state['w'], state_at(3)['w'])
   assert data == {'next_index': 3}
+
+
+def test_an_array_rewritten_with_other_valid_values_fails_its_checksum(tmp_path):
+  """What a corruption that still decodes leaves: other values of the right shape and dtype,
+  which orbax restores without complaint."""
+  checkpointer = Checkpointer(tmp_path, max_to_keep=2)
+  save(checkpointer, 1)
+  checkpointer.wait()
+  checkpointer.close()
+  other = state_at(1)
+  other['w'] = other['w'].at[7, 7].add(1e-6)
+  saver = ocp.StandardCheckpointer()
+  saver.save(tmp_path / '1' / 'state', other, force=True)
+  saver.wait_until_finished()
+  reader = Checkpointer(tmp_path, read_only=True)
+  with pytest.raises(DamagedCheckpoint, match=r'/1 does not match the checksum it was saved '
+                     r'with \(w\): its files are damaged'):
+    reader.restore(1, state_at(0))
+  reader.close()
 
 
 def test_a_state_holding_nan_is_not_saved(tmp_path):

@@ -139,17 +139,20 @@ def flip_low_bits(path):
 
 @pytest.mark.parametrize('damage', [xor_4096_bytes,
                                     pytest.param(flip_low_bits, marks=pytest.mark.slow)])
-def test_corruption_that_keeps_the_size_is_caught_by_the_checksums(run_40, tmp_path, tfds_dir,
-                                                                   uninterrupted, damage):
+def test_corruption_that_keeps_the_size_is_caught(run_40, tmp_path, tfds_dir, uninterrupted,
+                                                  damage):
+  """orbax compresses the arrays, so the damage either breaks the decoding (orbax's error) or
+  decodes to other values (the checksums' mismatch), depending on where it falls; both are
+  caught. test_checkpoint.py rewrites an array with other valid values: the checksums alone."""
   workdir = copy_of(run_40, tmp_path)
   path = biggest_state_file(workdir)
   size = os.path.getsize(path)
   damage(path)
   assert os.path.getsize(path) == size
-  reason = 'does not match the checksum it was saved with'
   line = assert_error(run_cli(*args(workdir, tfds_dir, 60), '--mode=eval', check=False), 1,
-                      'checkpoints/40 ', reason)
-  assert line.endswith('its files are damaged')
+                      'checkpoints/40 ')
+  reason = next(r for r in ('does not match the checksum it was saved with', 'cannot be read')
+                if r in line)
   assert not os.path.exists(os.path.join(workdir, 'eval'))  # no NaN metrics written
   resume_falls_back_to_20(workdir, tfds_dir, uninterrupted, reason)
 
@@ -348,9 +351,9 @@ def test_a_checkpoint_holding_nan_is_refused_by_eval_and_sample_and_skipped_by_t
   assert_equals_the_uninterrupted_run(workdir, uninterrupted)
 
 
-@pytest.mark.parametrize('removed', [
-    'state/manifest.ocdbt', pytest.param('state/d', marks=pytest.mark.slow),
-    pytest.param('state/ocdbt.process_0/d', marks=pytest.mark.slow)])
+@pytest.mark.slow  # the truncated file's test above runs the same path by default
+@pytest.mark.parametrize('removed', ['state/manifest.ocdbt', 'state/d',
+                                     'state/ocdbt.process_0/d'])
 def test_a_removed_checkpoint_file_is_one_warning_and_a_fallback(run_40, tmp_path, tfds_dir,
                                                                  uninterrupted, removed):
   workdir = copy_of(run_40, tmp_path)
