@@ -6,7 +6,7 @@ import json
 
 from ml_collections import ConfigDict, config_dict
 
-from gen_jax import layout
+from gen_jax import labels, layout
 from gen_jax.errors import ConfigError
 
 
@@ -62,6 +62,9 @@ def base_config() -> ConfigDict:
   c.sample.checkpoint_step = 0  # --mode=sample: the checkpoint to sample (0: the newest)
   c.sample.output = ''  # --mode=sample: an .npz path ('': in the workdir's samples/)
   c.sample.grid = 64  # images in the grids written during training
+  # A class-conditional model's classes: sample i asks for labels[i % len(labels)]; ():
+  # every class in turn (gen_jax.labels)
+  c.sample.labels = ()
 
   c.eval = ConfigDict()  # shared by the evaluators and by --mode=eval
   c.eval.batch_size = 100  # global batch of test examples or samples (rounded up to a
@@ -135,15 +138,18 @@ def _gan(c: ConfigDict) -> None:
 
 def _ddpm(c: ConfigDict) -> None:
   """Ho et al. (2020)'s CIFAR-10 UNet, schedule, ancestral sampler and optimizer."""
+  # num_classes: 0 unconditional; K > 0 conditioned on labels 0..K-1 (K: the null class)
   c.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
-                 dropout=0.1)
+                 dropout=0.1, num_classes=0)
+  # label_dropout: the probability of training on the null class (class-conditional only)
   c.diffusion = dict(num_steps=1000, schedule='linear', prediction='eps', min_snr_gamma=0.0,
-                     learn_variance=False, vlb_weight=0.001)
+                     learn_variance=False, vlb_weight=0.001, label_dropout=0.1)
   c.sample.sampler = 'ddpm'
   c.sample.steps = 1000
   c.sample.eta = 0.0
   c.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
   c.sample.variance = 'large'  # small, large, or learned (with learn_variance)
+  c.sample.guidance = 0.0  # classifier-free guidance weight w (class-conditional only)
   c.optim.learning_rate = 2e-4
   c.optim.warmup_steps = 5000
   c.optim.grad_clip = 1.0
@@ -234,6 +240,13 @@ def validate(config: ConfigDict) -> None:
          f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')
   _check(config.optim.learning_rate > 0,
          f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
+  k = labels.num_classes(config)
+  _check(k >= 0, f'model.num_classes={k}: expected 0 (unconditional) or more')
+  for label in config.sample.labels:
+    _check(0 <= label < k, f'sample.labels={tuple(config.sample.labels)}: expected classes 0 '
+           f'to {k - 1} of model.num_classes={k}' if k else
+           f'sample.labels={tuple(config.sample.labels)} needs a class-conditional model '
+           '(model.num_classes > 0)')
   folders = {'data.data_dir': config.data.data_dir, 'data.manual_dir': config.data.manual_dir,
              'sample.output': config.sample.output,
              **{f'evals.{name}.reference_dir': spec.get('reference_dir')
