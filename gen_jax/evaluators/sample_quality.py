@@ -1,6 +1,8 @@
 """The `sample_quality` evaluator: `num_samples` samples (EMA parameters) embedded by a
 feature network and compared with cached reference statistics of data.eval_split, every
-number returned with the protocol that produced it.
+number returned with the protocol that produced it. For a class-conditional model in a
+classifier's feature space it also gives `class_accuracy`: how often the classifier puts a
+sample in the class it was asked for (the "classification accuracy score").
 
 Generation is resumable: each batch's features are saved atomically to a file of their own
 in a progress folder, and a restarted evaluation continues after the finished batches. Sample `i`
@@ -186,6 +188,9 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
               'kid': {'kernel': 'cubic polynomial', 'subsets': KID_SUBSETS,
                       'subset_size': KID_SUBSET_SIZE},
               'precision_recall': {'k': PR_K}}
+  conditional = run.labels is not None and net.spec.startswith('classifier:')
+  if run.conditioning is not None:
+    protocol['conditioning'] = run.conditioning | {'label_of_sample_i': 'classes[i % len]'}
 
   def evaluate(state: Any, progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
     reference = reference_statistics(run, spec.reference_dir, net, embed, split,
@@ -193,6 +198,9 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
     features, logits = sample_features(run, spec.num_samples, state.ema_params, embed,
                                        progress_dir)
     results = compare(features, logits, reference, tuple(spec.metrics), run.seed)
+    if conditional:
+      asked = run.labels(np.arange(spec.num_samples))
+      results['class_accuracy'] = float(np.mean(np.argmax(logits, axis=-1) == asked))
     return results, protocol | {'feature_dim': int(features.shape[1])}
 
   return evaluate
