@@ -248,3 +248,49 @@ def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_pat
   assert protocol['resize'].startswith('8 -> 299: bilinear, half-pixel, no antialiasing')
   with open(weights, 'rb') as f:
     assert protocol['weights_sha256'] == hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.slow
+def test_class_accuracy_is_the_classifiers_accuracy_on_the_classes_asked(runs, tfds_dir):
+  """A 'generator' that returns, for the class each sample asks for, a test digit of a given
+  class: asked truthfully, class_accuracy is the classifier's accuracy on those digits,
+  computed here directly; shifted by one class, it is their share classified as the class
+  before it."""
+  from ml_collections import ConfigDict
+
+  from gen_jax import config_lib, evaluators
+  from gen_jax import labels as labels_lib
+  from gen_jax.data import pipeline
+  from gen_jax.evaluators import Run
+  from gen_jax.metrics.features import load_feature_net
+  from gen_jax.parallel import make_mesh
+  from tests.families.test_vae import load_config
+  root, classifier, _, _ = runs
+  config = load_config('ddpm_digits')
+  config.data.data_dir = tfds_dir
+  config.model.num_classes = 10
+  (batch,) = pipeline.eval_batches(config.data, 'test', 297, 297, 0, 1)
+  images = batch['image'].astype(np.float32) / 127.5 - 1
+  by_class = np.stack([images[batch['label'] == c][:20] for c in range(10)])  # [10, 20, ...]
+  mesh = make_mesh()
+  spec = config_lib.evaluator('sample_quality', metrics=('fid',), num_samples=200,
+                              features=f'classifier:{classifier}', reference_num=297,
+                              reference_dir=str(root / 'reference_oracle'))
+  net = load_feature_net(f'classifier:{classifier}', mesh)
+  for shift in (0, 1):
+    def oracle(params, key, ids, shift=shift):
+      del params, key
+      return jax.numpy.asarray(by_class)[(ids + shift) % 10, ids // 10]
+
+    run = Run(data=config.data, batch_size=20, seed=0, key=jax.random.key(0), mesh=mesh,
+              eval_step=None, sample=oracle, reconstruct=None,
+              labels=lambda ids: labels_lib.for_ids(config, ids),
+              conditioning={'classes': list(range(10)), 'guidance': 0.0})
+    (evaluator,) = evaluators.build(ConfigDict({'q': spec}), run, ['q'])
+    metrics, protocol = evaluator.evaluate(ConfigDict({'ema_params': None}), None)
+    shown = by_class[(np.arange(200) + shift) % 10, np.arange(200) // 10]
+    predicted = np.argmax(np.asarray(net.apply(net.params, jax.numpy.asarray(shown))[1]), -1)
+    expected = np.mean(predicted == np.arange(200) % 10)
+    assert metrics['class_accuracy'] == pytest.approx(expected, abs=1e-9)
+    assert protocol['conditioning']['classes'] == list(range(10))
+    assert (expected > 0.8) if shift == 0 else (expected < 0.2)
