@@ -1,8 +1,10 @@
 """Defaults every config shares, each family's defaults, and checks of values that types
 alone cannot catch. A file in configs/ starts from `family_config(FAMILY)` and states only
-what differs."""
+what differs (or from `config_beside(__file__, NAME)`, a config it varies)."""
 
+import importlib.util
 import json
+import os
 
 from ml_collections import ConfigDict, config_dict
 
@@ -113,6 +115,16 @@ def evaluator(kind: str, **values) -> ConfigDict:
     raise ConfigError(f'evaluator {kind!r} has no keys {sorted(unknown)}; its keys: '
                     f'{sorted(EVALUATORS[kind])}')
   return ConfigDict({'type': kind, **EVALUATORS[kind], **values})
+
+
+def config_beside(config_file: str, name: str) -> ConfigDict:
+  """`get_config()` of configs/NAME.py in the folder of `config_file` (a config's __file__):
+  a config that varies another starts from it, wherever the command is run from."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def classifier_fid(workdir: str, **values) -> ConfigDict:
