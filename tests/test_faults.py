@@ -197,6 +197,7 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_previous_one_used(tmp_
   assert_equals_the_uninterrupted_run(workdir, uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_live_workdir_is_refused(tmp_path, tfds_dir):
   workdir = str(tmp_path / 'run')
   first = start(args(workdir, tfds_dir, 100000))
@@ -280,6 +281,7 @@ def test_a_workdir_that_cannot_be_created_is_one_clear_line(tmp_path, tfds_dir):
                                       f"Not a directory: '{blocker / 'run'}'")
 
 
+@pytest.mark.slow
 def test_resuming_with_another_seed_is_refused_in_one_line(tmp_path, tfds_dir):
   workdir = str(tmp_path / 'run')
   run_cli(*args(workdir, tfds_dir, 2))
