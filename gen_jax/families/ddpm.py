@@ -13,7 +13,7 @@ from gen_jax import optim, parallel
 from gen_jax import state as state_lib
 from gen_jax.diffusion import likelihood, losses, samplers
 from gen_jax.diffusion import schedules as sch
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 from gen_jax.families import Family
 from gen_jax.models.unet import UNet
 from gen_jax.rng import example_keys
@@ -30,12 +30,12 @@ def _check_config(config: ConfigDict) -> None:
                               ('sample.spacing', smp.spacing, samplers.SPACINGS),
                               ('sample.variance', smp.variance, VARIANCES)):
     if value not in allowed:
-      raise UserError(f'{key}={value!r}: expected one of {allowed}')
+      raise ConfigError(f'{key}={value!r}: expected one of {allowed}')
   if smp.variance == 'learned' and not d.learn_variance:
-    raise UserError("sample.variance='learned' needs diffusion.learn_variance=True")
+    raise ConfigError("sample.variance='learned' needs diffusion.learn_variance=True")
   size = config.data.image_size
   if size % 2 ** (len(m.ch_mult) - 1) or m.ch % 32:
-    raise UserError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
+    raise ConfigError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
                     f'model.ch={m.ch} by 32 (GroupNorm groups)')
 
 
@@ -50,7 +50,7 @@ def make(config: ConfigDict) -> Family:
     try:
       sample_steps = samplers.timesteps(d.num_steps, smp.steps, smp.spacing)
     except ValueError as e:
-      raise UserError(str(e)) from None
+      raise ConfigError(str(e)) from None
   model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
                m.dropout, channels * (2 if d.learn_variance else 1), m.get('remat', False))
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
