@@ -3,7 +3,7 @@
 import optax
 from ml_collections import ConfigDict
 
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'cosine')
@@ -12,7 +12,7 @@ SCHEDULES = ('constant', 'cosine')
 def learning_rate_schedule(optim: ConfigDict, num_steps: int) -> optax.Schedule:
   """Linear warm-up over `optim.warmup_steps`, then constant or cosine decay to 0."""
   if optim.schedule not in SCHEDULES:
-    raise UserError(f'optim.schedule={optim.schedule!r}: expected one of {SCHEDULES}')
+    raise ConfigError(f'optim.schedule={optim.schedule!r}: expected one of {SCHEDULES}')
   if optim.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
         0.0, optim.learning_rate, optim.warmup_steps, max(num_steps, optim.warmup_steps + 1))
@@ -39,7 +39,7 @@ def make_optimizer(optim: ConfigDict, num_steps: int) -> optax.GradientTransform
   elif optim.name == 'sgd':
     opt = optax.sgd(lr, momentum=optim.momentum or None)
   else:
-    raise UserError(f'optim.name={optim.name!r}: expected one of {OPTIMIZERS}')
+    raise ConfigError(f'optim.name={optim.name!r}: expected one of {OPTIMIZERS}')
   # optax.identity() has the clip's (empty) state and skips computing an unused norm.
   clip = optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip else optax.identity()
   return optax.chain(clip, opt)

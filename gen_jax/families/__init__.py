@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from ml_collections import ConfigDict
 
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 from gen_jax.nn import kernels
 
 
@@ -46,12 +46,12 @@ def get_family(config: ConfigDict) -> Family:
   from gen_jax.families import classifier, ddpm, gan, vae  # pylint: disable=g-import-not-at-top
   makers = {'vae': vae.make, 'classifier': classifier.make, 'ddpm': ddpm.make, 'gan': gan.make}
   if config.family not in makers:
-    raise UserError(f'family={config.family!r}: expected one of {sorted(makers)}')
+    raise ConfigError(f'family={config.family!r}: expected one of {sorted(makers)}')
   choice, dtype = config.runtime.kernels, config.model.get('dtype', 'float32')
   try:
     kernels.check(choice, dtype)
   except ValueError as e:
-    raise UserError(str(e)) from None
+    raise ConfigError(str(e)) from None
   family = makers[config.family](config)
   return family._replace(**{
       field: kernels.bind(choice, fn, dtype) for field, fn in family._asdict().items()

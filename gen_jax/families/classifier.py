@@ -8,7 +8,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import optim, parallel
 from gen_jax import state as state_lib
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 from gen_jax.families import Family
 from gen_jax.models.classifier import Classifier
 
@@ -17,7 +17,7 @@ def make(config: ConfigDict) -> Family:
   """Builds the classifier's init / train_step / eval_step / features from `config`."""
   m = config.model
   if config.data.image_size % 2 ** len(m.channels):
-    raise UserError(f'data.image_size={config.data.image_size} must divide by '
+    raise ConfigError(f'data.image_size={config.data.image_size} must divide by '
                     f'2**len(model.channels)={2 ** len(m.channels)}')
   model = Classifier(tuple(m.channels), m.features, m.num_classes)
   tx = optim.make_optimizer(config.optim, config.train.num_steps)

@@ -18,7 +18,7 @@ from gen_jax import optim, parallel
 from gen_jax import state as state_lib
 from gen_jax.diffusion import likelihood, losses, samplers
 from gen_jax.diffusion import schedules as sch
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 from gen_jax.families import Family
 from gen_jax.models.unet import UNet
 from gen_jax.rng import example_keys
@@ -35,21 +35,21 @@ def _check_config(config: ConfigDict) -> None:
                               ('sample.spacing', smp.spacing, samplers.SPACINGS),
                               ('sample.variance', smp.variance, VARIANCES)):
     if value not in allowed:
-      raise UserError(f'{key}={value!r}: expected one of {allowed}')
+      raise ConfigError(f'{key}={value!r}: expected one of {allowed}')
   if smp.variance == 'learned' and not d.learn_variance:
-    raise UserError("sample.variance='learned' needs diffusion.learn_variance=True")
+    raise ConfigError("sample.variance='learned' needs diffusion.learn_variance=True")
   size = config.data.image_size
   if size % 2 ** (len(m.ch_mult) - 1) or m.ch % 32:
-    raise UserError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
-                    f'model.ch={m.ch} by 32 (GroupNorm groups)')
+    raise ConfigError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
+                      f'model.ch={m.ch} by 32 (GroupNorm groups)')
   if not 0.0 <= d.label_dropout < 1.0:
-    raise UserError(f'diffusion.label_dropout={d.label_dropout}: expected a value in [0, 1)')
+    raise ConfigError(f'diffusion.label_dropout={d.label_dropout}: expected a value in [0, 1)')
   if smp.guidance < 0:
-    raise UserError(f'sample.guidance={smp.guidance}: expected 0 or more')
+    raise ConfigError(f'sample.guidance={smp.guidance}: expected 0 or more')
   if smp.guidance and not (m.num_classes and d.label_dropout):
-    raise UserError(f'sample.guidance={smp.guidance} needs a class-conditional model trained '
-                    'with the null class: model.num_classes > 0 and diffusion.label_dropout '
-                    '> 0')
+    raise ConfigError(f'sample.guidance={smp.guidance} needs a class-conditional model '
+                      'trained with the null class: model.num_classes > 0 and '
+                      'diffusion.label_dropout > 0')
 
 
 def drop_labels(labels: jax.Array, keys: jax.Array, rate: float, null: int) -> jax.Array:
@@ -70,7 +70,7 @@ def make(config: ConfigDict) -> Family:
     try:
       sample_steps = samplers.timesteps(d.num_steps, smp.steps, smp.spacing)
     except ValueError as e:
-      raise UserError(str(e)) from None
+      raise ConfigError(str(e)) from None
   num_classes = labels_lib.num_classes(config)  # also the null class's label
   model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
                m.dropout, channels * (2 if d.learn_variance else 1), m.get('remat', False),

@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import distributions, optim, parallel, vae_losses
 from gen_jax import state as state_lib
-from gen_jax.errors import UserError
+from gen_jax.errors import ConfigError
 from gen_jax.families import Family
 from gen_jax.models.conv_vae import ConvVAE
 from gen_jax.rng import example_keys
@@ -25,18 +25,18 @@ def _sum_per_example(x: jax.Array) -> jax.Array:
 def _check_config(config: ConfigDict) -> None:
   m = config.model
   if not m.channels:
-    raise UserError('model.channels is empty: expected one or more conv widths')
+    raise ConfigError('model.channels is empty: expected one or more conv widths')
   if m.likelihood not in LIKELIHOODS:
-    raise UserError(f'model.likelihood={m.likelihood!r}: expected one of {sorted(LIKELIHOODS)}')
+    raise ConfigError(f'model.likelihood={m.likelihood!r}: expected one of {sorted(LIKELIHOODS)}')
   if m.likelihood == 'bernoulli' and not config.data.binarize:
-    raise UserError('model.likelihood=bernoulli needs binary data: set data.binarize=True')
+    raise ConfigError('model.likelihood=bernoulli needs binary data: set data.binarize=True')
   size = config.data.image_size
   if size % 2 ** len(m.channels):
-    raise UserError(f'data.image_size={size} must divide by 2**len(model.channels)='
+    raise ConfigError(f'data.image_size={size} must divide by 2**len(model.channels)='
                     f'{2 ** len(m.channels)}')
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
   if iw_samples < 0 or iw_chunk <= 0 or iw_samples % iw_chunk:
-    raise UserError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
+    raise ConfigError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
                     'iw_samples >= 0 that divides by iw_chunk > 0')
 
 
