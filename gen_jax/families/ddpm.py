@@ -36,7 +36,7 @@ def _check_config(config: ConfigDict) -> None:
   size = config.data.image_size
   if size % 2 ** (len(m.ch_mult) - 1) or m.ch % 32:
     raise ConfigError(f'data.image_size={size} must divide by 2**(len(model.ch_mult)-1) and '
-                    f'model.ch={m.ch} by 32 (GroupNorm groups)')
+                      f'model.ch={m.ch} by 32 (GroupNorm groups)')
 
 
 def make(config: ConfigDict) -> Family:
