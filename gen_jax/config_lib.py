@@ -113,7 +113,7 @@ def evaluator(kind: str, **values) -> ConfigDict:
   unknown = set(values) - set(EVALUATORS[kind])
   if unknown:
     raise ConfigError(f'evaluator {kind!r} has no keys {sorted(unknown)}; its keys: '
-                    f'{sorted(EVALUATORS[kind])}')
+                      f'{sorted(EVALUATORS[kind])}')
   return ConfigDict({'type': kind, **EVALUATORS[kind], **values})
 
 

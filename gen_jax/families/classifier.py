@@ -18,7 +18,7 @@ def make(config: ConfigDict) -> Family:
   m = config.model
   if config.data.image_size % 2 ** len(m.channels):
     raise ConfigError(f'data.image_size={config.data.image_size} must divide by '
-                    f'2**len(model.channels)={2 ** len(m.channels)}')
+                      f'2**len(model.channels)={2 ** len(m.channels)}')
   model = Classifier(tuple(m.channels), m.features, m.num_classes)
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
 

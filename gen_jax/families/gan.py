@@ -43,28 +43,28 @@ def _check_config(config: ConfigDict) -> None:
                               ('model.d_norm', m.d_norm, ('none',) if resnet else NORMS)):
     if value not in allowed:
       raise ConfigError(f'{key}={value!r}: expected one of {allowed}'
-                      + (" with model.arch='resnet'" if key == 'model.d_norm' and resnet else ''))
+                        + (" with model.arch='resnet'" if key == 'model.d_norm' and resnet else ''))
   if config.train.grad_accum_steps != 1:
     raise ConfigError(f'train.grad_accum_steps={config.train.grad_accum_steps}: the GAN takes 1 '
-                    '(its BatchNorm statistics and its n_critic slices are per batch)')
+                      '(its BatchNorm statistics and its n_critic slices are per batch)')
   if g.n_critic < 1:
     raise ConfigError(f'gan.n_critic={g.n_critic}: expected 1 or more')
   if config.data.batch_size % g.n_critic:
     raise ConfigError(f'data.batch_size={config.data.batch_size} does not divide by '
-                    f'gan.n_critic={g.n_critic}')
+                      f'gan.n_critic={g.n_critic}')
   if (g.gp_weight or g.r1_gamma) and m.d_norm == 'batch':
     raise ConfigError("gan.gp_weight / gan.r1_gamma need each logit to depend on its own "
-                    "image: use model.d_norm='layer' or 'none', not 'batch'")
+                      "image: use model.d_norm='layer' or 'none', not 'batch'")
   try:
     base_size(config.data.image_size, len(m.g_channels))
   except ValueError:
     raise ConfigError(f'data.image_size={config.data.image_size} must be a grid of 3 or more '
-                    f'times 2**len(model.g_channels)={2 ** len(m.g_channels)}') from None
+                      f'times 2**len(model.g_channels)={2 ** len(m.g_channels)}') from None
   poolings, counted = ((num_downsamplings(len(m.d_channels)), 'len(model.d_channels) - 2')
                        if resnet else (len(m.d_channels), 'len(model.d_channels)'))
   if config.data.image_size % 2 ** poolings:
     raise ConfigError(f'data.image_size={config.data.image_size} must divide by '
-                    f'2**({counted})={2 ** poolings}')
+                      f'2**({counted})={2 ** poolings}')
 
 
 def make(config: ConfigDict) -> Family:
@@ -146,7 +146,7 @@ def make(config: ConfigDict) -> Family:
     b = batch['image'].shape[0]
     if b % n_critic:
       raise ConfigError(f'the per-device batch of {b} does not divide by '
-                      f'gan.n_critic={n_critic}')
+                        f'gan.n_critic={n_critic}')
     groups = lambda x: x.reshape(b // n_critic, n_critic, *x.shape[1:])  # noqa: E731
     reals, keys = groups(batch['image']), groups(example_keys(rng, batch['id']))
     g_params, d_params = state.params['generator'], state.params['discriminator']

@@ -33,11 +33,11 @@ def _check_config(config: ConfigDict) -> None:
   size = config.data.image_size
   if size % 2 ** len(m.channels):
     raise ConfigError(f'data.image_size={size} must divide by 2**len(model.channels)='
-                    f'{2 ** len(m.channels)}')
+                      f'{2 ** len(m.channels)}')
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
   if iw_samples < 0 or iw_chunk <= 0 or iw_samples % iw_chunk:
     raise ConfigError(f'eval.iw_samples={iw_samples}, eval.iw_chunk={iw_chunk}: expected '
-                    'iw_samples >= 0 that divides by iw_chunk > 0')
+                      'iw_samples >= 0 that divides by iw_chunk > 0')
 
 
 def make(config: ConfigDict) -> Family:
