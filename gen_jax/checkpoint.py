@@ -35,11 +35,16 @@ class DamagedCheckpoint(UserError):
   """A finished checkpoint whose files cannot be read back (truncated, corrupted)."""
 
 
+def _named_leaves(tree: Any) -> list[tuple[str, Any]]:
+  """[('params/enc/kernel', leaf), ...] for every leaf of `tree`, in tree order."""
+  return [(jax.tree_util.keystr(path, simple=True, separator='/'), leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 def signature(tree: Any) -> dict[str, str]:
   """Returns {'params/enc/kernel': 'float32[3,3,1,32]', ...} for every leaf of `tree`."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {jax.tree_util.keystr(path, simple=True, separator='/'):
-          f'{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}' for path, leaf in leaves}
+  return {name: f'{np.dtype(leaf.dtype).name}{list(np.shape(leaf))}'
+          for name, leaf in _named_leaves(tree)}
 
 
 # Odd multipliers: each element's word is mixed with its index, so a changed, moved or
@@ -73,17 +78,15 @@ def fingerprint(tree: Any) -> tuple[dict[str, int], str]:
   """Returns ({path: checksum} of every leaf of `tree`, the path of the first floating-point
   leaf holding a NaN or an infinity or '' if none), computed where the arrays are and
   fetched in one device-to-host transfer."""
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  names = [jax.tree_util.keystr(path, simple=True, separator='/') for path, _ in flat]
-  sums, finite = jax.device_get(_fingerprint([leaf for _, leaf in flat]))
+  names, leaves = zip(*_named_leaves(tree))
+  sums, finite = jax.device_get(_fingerprint(list(leaves)))
   return ({name: int(s) for name, s in zip(names, sums)},
           next((name for name, ok in zip(names, finite) if not ok), ''))
 
 
 def host_checksums(tree: Any) -> dict[str, int]:
   """{path: checksum} of a tree of host (numpy) arrays: what `fingerprint` gives on devices."""
-  return {jax.tree_util.keystr(path, simple=True, separator='/'): int(checksum(leaf, np))
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {name: int(checksum(leaf, np)) for name, leaf in _named_leaves(tree)}
 
 
 def data_checksum(data_state: dict) -> str:
@@ -182,17 +185,16 @@ class Checkpointer:
       raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} cannot be read '
                               f'({_describe(e)})') from None
     sums, bad = fingerprint(restored['state'])
-    expected = restored['meta'].get('checksums')
-    self._check(step, _first_mismatch(sums, expected) if expected else '',
-                restored['data'], restored['meta'])
+    self._check(step, sums, restored['data'], restored['meta'])
     if bad:  # saves refuse non-finite states: its files changed since
       raise DamagedCheckpoint(f'checkpoint {self.directory}/{step} holds non-finite values '
                               f'({bad}): its files are damaged')
     return restored['state'], restored['data']
 
-  def _check(self, step: int, mismatch: str, data_state: Any, meta: dict) -> None:
-    """Raises DamagedCheckpoint if array `mismatch` ('' if none) or the data state differ
-    from what checkpoint `step` was saved with."""
+  def _check(self, step: int, sums: dict[str, int], data_state: Any, meta: dict) -> None:
+    """Raises DamagedCheckpoint if the arrays' checksums `sums` or the data state differ from
+    what checkpoint `step` was saved with (its `meta`; older checkpoints have no checksums)."""
+    mismatch = _first_mismatch(sums, meta.get('checksums', {}))
     if not mismatch and 'data_checksum' in meta and (
         not isinstance(data_state, dict) or data_checksum(data_state) != meta['data_checksum']):
       mismatch = 'the data position'
@@ -256,9 +258,7 @@ class Checkpointer:
               lambda x: np.empty(x.shape, x.dtype), self._abstract)),
           data=ocp.args.JsonRestore(),
           meta=ocp.args.JsonRestore()))
-      meta = restored['meta']
-      self._check(step, _first_mismatch(host_checksums(restored['state']), meta['checksums']),
-                  restored['data'], meta)
+      self._check(step, host_checksums(restored['state']), restored['data'], restored['meta'])
     except Exception as e:  # orbax raises many types for unreadable files
       error = str(e) if isinstance(e, DamagedCheckpoint) else (
           f'checkpoint {self.directory}/{step} cannot be read ({_describe(e)})')

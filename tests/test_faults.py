@@ -239,20 +239,17 @@ def test_full_disk_is_one_clear_line_and_keeps_the_finished_checkpoints(run_40, 
   EFBIG, as they would with ENOSPC; SIGXFSZ is ignored so the writer sees the error)."""
   source = copy_of(run_40, tmp_path)
   shutil.rmtree(os.path.join(source, 'checkpoints', '40'))
-  checkpoint_kib = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
-                       os.walk(os.path.join(source, 'checkpoints', '20')) for f in fs) // 1024
+  checkpoint_sizes = [size for size, _ in
+                      snapshot(os.path.join(source, 'checkpoints', '20')).values()]
   prefix = ()
   if limit == 'tmpfs':
-    used_kib = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(source)
-                   for f in fs) // 1024
-    mount_small_tmpfs(str(tmp_path / 'small'), used_kib + checkpoint_kib // 2 + 64)
+    used_kib = sum(size for size, _ in snapshot(source).values()) // 1024
+    mount_small_tmpfs(str(tmp_path / 'small'), used_kib + sum(checkpoint_sizes) // 2048 + 64)
     workdir = str(tmp_path / 'small' / 'run')
   else:
     workdir = source
     limit_kib = 64  # above metrics.jsonl, config.json and the events; below the arrays' files
-    sizes = [os.path.getsize(f) for f in glob.glob(os.path.join(source, 'checkpoints', '20',
-                                                                 '**', '*'), recursive=True)]
-    assert max(sizes) > 4 * limit_kib * 1024
+    assert max(checkpoint_sizes) > 4 * limit_kib * 1024
     prefix = ['bash', '-c', f"trap '' XFSZ; ulimit -f {limit_kib}; exec \"$@\"", 'bash']
   try:
     if limit == 'tmpfs':
