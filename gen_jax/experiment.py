@@ -67,7 +67,7 @@ def build(config: ConfigDict) -> Experiment:
   if family.reconstruct is not None:
     def reconstruct_step(params, batch):
       images = eval_images(batch)
-      return images, family.reconstruct(params, images)
+      return images, family.reconstruct(params, images, batch['label'])
 
     reconstruct = parallel.data_parallel(reconstruct_step, mesh, (REPLICATED, BATCH),
                                          (BATCH, BATCH))
