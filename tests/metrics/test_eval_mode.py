@@ -251,11 +251,13 @@ def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_pat
 
 
 @pytest.mark.slow
-def test_class_accuracy_is_the_classifiers_accuracy_on_the_classes_asked(runs, tfds_dir):
+def test_class_accuracy_and_intra_fid_follow_the_classes_asked(runs, tfds_dir):
   """A 'generator' that returns, for the class each sample asks for, a test digit of a given
-  class: asked truthfully, class_accuracy is the classifier's accuracy on those digits,
-  computed here directly; shifted by one class, it is their share classified as the class
-  before it."""
+  class: asked truthfully, class_accuracy is the classifier's accuracy on those digits and
+  intra-FID the mean per-class FID against the reference digits of each class, both
+  computed here directly; shifted by one class, the same set of images (the same FID) is
+  mostly classified as the class before the one asked, and its intra-FID grows."""
+  from gen_jax.metrics import sample_quality as sq
   from ml_collections import ConfigDict
 
   from gen_jax import config_lib, evaluators
@@ -277,6 +279,8 @@ def test_class_accuracy_is_the_classifiers_accuracy_on_the_classes_asked(runs, t
                               features=f'classifier:{classifier}', reference_num=297,
                               reference_dir=str(root / 'reference_oracle'))
   net = load_feature_net(f'classifier:{classifier}', mesh)
+  reference = np.asarray(net.apply(net.params, jax.numpy.asarray(images))[0], np.float64)
+  results = {}
   for shift in (0, 1):
     def oracle(params, key, ids, shift=shift):
       del params, key
@@ -289,8 +293,18 @@ def test_class_accuracy_is_the_classifiers_accuracy_on_the_classes_asked(runs, t
     (evaluator,) = evaluators.build(ConfigDict({'q': spec}), run, ['q'])
     metrics, protocol = evaluator.evaluate(ConfigDict({'ema_params': None}), None)
     shown = by_class[(np.arange(200) + shift) % 10, np.arange(200) // 10]
-    predicted = np.argmax(np.asarray(net.apply(net.params, jax.numpy.asarray(shown))[1]), -1)
-    expected = np.mean(predicted == np.arange(200) % 10)
+    features, logits = net.apply(net.params, jax.numpy.asarray(shown))
+    asked = np.arange(200) % 10
+    expected = np.mean(np.argmax(np.asarray(logits), -1) == asked)
     assert metrics['class_accuracy'] == pytest.approx(expected, abs=1e-9)
     assert protocol['conditioning']['classes'] == list(range(10))
     assert (expected > 0.8) if shift == 0 else (expected < 0.2)
+    features = np.asarray(features, np.float64)
+    per_class = [sq.frechet_distance(*sq.gaussian_statistics(features[asked == c]),
+                                     *sq.gaussian_statistics(reference[batch['label'] == c]))
+                 for c in range(10)]
+    assert metrics['intra_fid'] == pytest.approx(np.mean(per_class), rel=1e-4)
+    assert metrics['intra_fid_class_3'] == pytest.approx(per_class[3], rel=1e-4)
+    results[shift] = metrics
+  assert results[1]['fid'] == pytest.approx(results[0]['fid'], rel=1e-6)
+  assert results[1]['intra_fid'] > 1.5 * results[0]['intra_fid']
