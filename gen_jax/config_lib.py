@@ -137,8 +137,9 @@ def classifier_fid(workdir: str, **values) -> ConfigDict:
 def _gan(c: ConfigDict) -> None:
   """The 32 px DCGAN of Radford et al. with the non-saturating loss, Adam 2e-4 / beta1 0.5."""
   # g_channels: widths from the base grid up; d_channels: from the image down.
+  # num_classes: 0 unconditional; K > 0 conditional BatchNorm in G and a projection D
   c.model = dict(arch='dcgan', z_dim=100, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
-                 d_norm='batch', spectral_norm=False)
+                 d_norm='batch', spectral_norm=False, num_classes=0)
   c.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
   c.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)
   c.optim.b1 = 0.5
@@ -171,7 +172,9 @@ def _ddpm(c: ConfigDict) -> None:
 
 def _vae(c: ConfigDict) -> None:
   """The conv VAE of configs/vae_mnist.py: Bernoulli likelihood, beta 1, IWAE k=1000 eval."""
-  c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
+  # num_classes: 0 unconditional; K > 0 a conditional VAE on labels 0..K-1
+  c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli',
+                 num_classes=0)
   c.loss = dict(beta=1.0)
   c.optim.ema_decay = 0.999
   c.eval.iw_samples = 1000  # importance samples for the likelihood's NLL bound; 0: none

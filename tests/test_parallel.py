@@ -81,7 +81,11 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, o
     pytest.param(('--config.model.arch=resnet', '--config.model.d_channels=(16,16,16)',
                   '--config.model.d_norm=none', '--config.model.spectral_norm=True',
                   '--config.gan.loss=hinge'), marks=pytest.mark.slow),  # 47 s on 2 cores
-], ids=['batchnorm', 'layernorm-sn-gp', 'resnet-sn-hinge'])
+    pytest.param(('--config.model.arch=resnet', '--config.model.d_channels=(16,16,16)',
+                  '--config.model.d_norm=none', '--config.model.spectral_norm=True',
+                  '--config.gan.loss=hinge', '--config.model.num_classes=10'),
+                 marks=pytest.mark.slow),
+], ids=['batchnorm', 'layernorm-sn-gp', 'resnet-sn-hinge', 'resnet-projection'])
 def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
   """Plain SGD (a wrong gradient scale would show), two D updates per step (each on its own
   examples), global BatchNorm or spectral norm with the gradient penalty. At learning rate

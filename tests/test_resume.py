@@ -37,6 +37,10 @@ def gan_args(workdir, tfds_dir):
                          '--config.sample.every_steps=0', '--config.data.random_flip=True')
 
 
+def conditional_gan_args(workdir, tfds_dir):
+  return [*gan_args(workdir, tfds_dir), '--config.model.num_classes=10']
+
+
 def without_timing(rows):
   return [{k: v for k, v in row.items() if k not in ('steps_per_sec', 'data_wait')}
           for row in rows]
@@ -46,7 +50,8 @@ def without_timing(rows):
     pytest.param(vae_args, 1500, 100, id='vae', marks=pytest.mark.slow),
     pytest.param(ddpm_args, 300, 50, id='ddpm', marks=pytest.mark.slow),
     pytest.param(conditional_ddpm_args, 300, 50, id='conditional_ddpm', marks=pytest.mark.slow),
-    pytest.param(gan_args, 300, 50, id='gan')])
+    pytest.param(gan_args, 300, 50, id='gan'),
+    pytest.param(conditional_gan_args, 300, 50, id='conditional_gan', marks=pytest.mark.slow)])
 def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir, make_args,
                                                                num_steps, every):
   def args(workdir):

@@ -119,3 +119,21 @@ def test_a_dataset_without_labels_or_with_more_classes_is_refused():
   with pytest.raises(UserError, match='has label 12, outside model.num_classes=10'):
     labels_lib.check(np.array([3, 12]), config)
   labels_lib.check(np.array([0, 9]), config)
+
+
+def test_the_null_class_with_a_zero_embedding_is_the_unconditional_model():
+  """The null label adds its embedding row to the timestep embedding: where that row is 0,
+  the conditional UNet on the null label is the unconditional UNet with the same weights."""
+  config = conditional()
+  _, params = init_params(config)
+  params['label_emb']['embedding'] = params['label_emb']['embedding'].at[10].set(0.0)
+  m = config.model
+  make = lambda k: UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks,  # noqa: E731
+                        tuple(m.attn_resolutions), m.dropout, 1, num_classes=k)
+  x = jax.random.normal(jax.random.key(4), (3, 8, 8, 1))
+  t = jnp.array([0, 20, 49])
+  null = make(10).apply({'params': params}, x, t, labels=jnp.full((3,), 10))
+  others = {k: v for k, v in params.items() if k != 'label_emb'}
+  np.testing.assert_array_equal(null, make(0).apply({'params': others}, x, t))
+  assert float(jnp.max(jnp.abs(null - make(10).apply({'params': params}, x, t,
+                                                     labels=jnp.full((3,), 4))))) > 1e-4

@@ -257,13 +257,13 @@ def test_class_accuracy_and_intra_fid_follow_the_classes_asked(runs, tfds_dir):
   intra-FID the mean per-class FID against the reference digits of each class, both
   computed here directly; shifted by one class, the same set of images (the same FID) is
   mostly classified as the class before the one asked, and its intra-FID grows."""
-  from gen_jax.metrics import sample_quality as sq
   from ml_collections import ConfigDict
 
   from gen_jax import config_lib, evaluators
   from gen_jax import labels as labels_lib
   from gen_jax.data import pipeline
   from gen_jax.evaluators import Run
+  from gen_jax.metrics import sample_quality as sq
   from gen_jax.metrics.features import load_feature_net
   from gen_jax.parallel import make_mesh
   from tests.families.test_vae import load_config

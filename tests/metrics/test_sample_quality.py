@@ -108,5 +108,6 @@ def test_intra_fid_sees_classes_swapped_where_fid_does_not():
   assert sq.intra_fid(reference, labels, reference, labels)[0] == pytest.approx(0.0, abs=1e-9)
   swapped, _ = sq.intra_fid(reference, (labels + 1) % 3, reference, labels)
   assert swapped > 1.0  # the features are the same set: their FID is 0
-  with pytest.raises(ValueError, match='class 0 needs 2 or more samples and reference examples of it, got 1 and 500'):
+  with pytest.raises(ValueError, match='class 0 needs 2 or more samples and reference '
+                                       'examples of it, got 1 and 500'):
     sq.intra_fid(reference[:3], np.array([0, 1, 2]), reference, labels)
