@@ -69,6 +69,7 @@ def test_sngan_projection_resnet_has_the_reference_parameter_counts():
   assert count_params(discriminator, jnp.zeros((1, 32, 32, 3)), labels=labels) == 1_055_104
 
 
+@pytest.mark.slow
 def test_conditional_gan_trains_and_samples_follow_their_class_and_id(tfds_dir):
   config = digits_gan(tfds_dir, loss='hinge')
   config.model.update(num_classes=10, d_norm='none', spectral_norm=True)

@@ -4,6 +4,7 @@ bound is of log p(x | y), and samples from the prior follow the class they are a
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from gen_jax.families import get_family
 from tests.families.test_vae import digit_batch, tiny_config, train
@@ -13,7 +14,8 @@ def test_unconditional_vae_has_no_label_inputs_and_the_cvae_one_hot_ones(tfds_di
   shapes = {}
   for k in (0, 10):
     config = tiny_config(tfds_dir, num_classes=k)
-    params = get_family(config).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))).params
+    params = jax.eval_shape(get_family(config).init, jax.random.key(0),
+                            jnp.zeros((1, 8, 8, 1))).params
     shapes[k] = (params['encoder']['Dense_0']['kernel'].shape,
                  params['decoder']['Dense_0']['kernel'].shape)
   # encoder: 2x2x16 conv features (+ 10 one-hot) -> hidden 32; decoder: latents (+ 10) -> 32
@@ -22,6 +24,7 @@ def test_unconditional_vae_has_no_label_inputs_and_the_cvae_one_hot_ones(tfds_di
   assert shapes[10] == ((74, 32), (latent_dim + 10, 32))
 
 
+@pytest.mark.slow
 def test_cvae_bound_prefers_the_true_label_and_samples_follow_their_class(tfds_dir):
   config = tiny_config(tfds_dir, num_classes=10)
   state, history = train(config, 300)
