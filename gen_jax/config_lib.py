@@ -1,12 +1,14 @@
 """Defaults every config shares, each family's defaults, and checks of values that types
 alone cannot catch. A file in configs/ starts from `family_config(FAMILY)` and states only
-what differs."""
+what differs (or from `config_beside(__file__, NAME)`, a config it varies)."""
 
+import importlib.util
 import json
+import os
 
 from ml_collections import ConfigDict, config_dict
 
-from gen_jax import layout
+from gen_jax import labels, layout
 from gen_jax.errors import ConfigError
 
 
@@ -62,6 +64,9 @@ def base_config() -> ConfigDict:
   c.sample.checkpoint_step = 0  # --mode=sample: the checkpoint to sample (0: the newest)
   c.sample.output = ''  # --mode=sample: an .npz path ('': in the workdir's samples/)
   c.sample.grid = 64  # images in the grids written during training
+  # A class-conditional model's classes: sample i asks for labels[i % len(labels)]; ():
+  # every class in turn (gen_jax.labels)
+  c.sample.labels = ()
 
   c.eval = ConfigDict()  # shared by the evaluators and by --mode=eval
   c.eval.batch_size = 100  # global batch of test examples or samples (rounded up to a
@@ -112,6 +117,16 @@ def evaluator(kind: str, **values) -> ConfigDict:
   return ConfigDict({'type': kind, **EVALUATORS[kind], **values})
 
 
+def config_beside(config_file: str, name: str) -> ConfigDict:
+  """`get_config()` of configs/NAME.py in the folder of `config_file` (a config's __file__):
+  a config that varies another starts from it, wherever the command is run from."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 def classifier_fid(workdir: str, **values) -> ConfigDict:
   """A sample_quality evaluator of all FID_METRICS in the feature space of the classifier
   trained in `workdir` (configs/classifier_*.py); `values` override its keys."""
@@ -122,8 +137,9 @@ def classifier_fid(workdir: str, **values) -> ConfigDict:
 def _gan(c: ConfigDict) -> None:
   """The 32 px DCGAN of Radford et al. with the non-saturating loss, Adam 2e-4 / beta1 0.5."""
   # g_channels: widths from the base grid up; d_channels: from the image down.
+  # num_classes: 0 unconditional; K > 0 conditional BatchNorm in G and a projection D
   c.model = dict(arch='dcgan', z_dim=100, g_channels=(512, 256, 128), d_channels=(128, 256, 512),
-                 d_norm='batch', spectral_norm=False)
+                 d_norm='batch', spectral_norm=False, num_classes=0)
   c.gan = dict(loss='non_saturating', n_critic=1, gp_weight=0.0, r1_gamma=0.0)
   c.optim.learning_rate = 2e-4  # the generator's; optim_d overrides it for D (TTUR)
   c.optim.b1 = 0.5
@@ -135,15 +151,18 @@ def _gan(c: ConfigDict) -> None:
 
 def _ddpm(c: ConfigDict) -> None:
   """Ho et al. (2020)'s CIFAR-10 UNet, schedule, ancestral sampler and optimizer."""
+  # num_classes: 0 unconditional; K > 0 conditioned on labels 0..K-1 (K: the null class)
   c.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
-                 dropout=0.1)
+                 dropout=0.1, num_classes=0)
+  # label_dropout: the probability of training on the null class (class-conditional only)
   c.diffusion = dict(num_steps=1000, schedule='linear', prediction='eps', min_snr_gamma=0.0,
-                     learn_variance=False, vlb_weight=0.001)
+                     learn_variance=False, vlb_weight=0.001, label_dropout=0.1)
   c.sample.sampler = 'ddpm'
   c.sample.steps = 1000
   c.sample.eta = 0.0
   c.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
   c.sample.variance = 'large'  # small, large, or learned (with learn_variance)
+  c.sample.guidance = 0.0  # classifier-free guidance weight w (class-conditional only)
   c.optim.learning_rate = 2e-4
   c.optim.warmup_steps = 5000
   c.optim.grad_clip = 1.0
@@ -153,7 +172,9 @@ def _ddpm(c: ConfigDict) -> None:
 
 def _vae(c: ConfigDict) -> None:
   """The conv VAE of configs/vae_mnist.py: Bernoulli likelihood, beta 1, IWAE k=1000 eval."""
-  c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli')
+  # num_classes: 0 unconditional; K > 0 a conditional VAE on labels 0..K-1
+  c.model = dict(channels=(32, 64), hidden=512, latent_dim=32, likelihood='bernoulli',
+                 num_classes=0)
   c.loss = dict(beta=1.0)
   c.optim.ema_decay = 0.999
   c.eval.iw_samples = 1000  # importance samples for the likelihood's NLL bound; 0: none
@@ -234,6 +255,13 @@ def validate(config: ConfigDict) -> None:
          f'train.num_steps * data.batch_size = {examples} examples: expected fewer than 2**31')
   _check(config.optim.learning_rate > 0,
          f'optim.learning_rate={config.optim.learning_rate}: expected a positive value')
+  k = labels.num_classes(config)
+  _check(k >= 0, f'model.num_classes={k}: expected 0 (unconditional) or more')
+  for label in config.sample.labels:
+    _check(0 <= label < k, f'sample.labels={tuple(config.sample.labels)}: expected classes 0 '
+           f'to {k - 1} of model.num_classes={k}' if k else
+           f'sample.labels={tuple(config.sample.labels)} needs a class-conditional model '
+           '(model.num_classes > 0)')
   folders = {'data.data_dir': config.data.data_dir, 'data.manual_dir': config.data.manual_dir,
              'sample.output': config.sample.output,
              **{f'evals.{name}.reference_dir': spec.get('reference_dir')

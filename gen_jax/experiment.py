@@ -4,6 +4,7 @@ Everything that runs on devices for `train`, `eval` and `sample` is built here o
 the config, so the modes differ only in their loops.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
-from gen_jax import images, parallel
+from gen_jax import images, labels, parallel
 from gen_jax import state as state_lib
 from gen_jax.data import augment
 from gen_jax.evaluators.run import Run
@@ -66,7 +67,7 @@ def build(config: ConfigDict) -> Experiment:
   if family.reconstruct is not None:
     def reconstruct_step(params, batch):
       images = eval_images(batch)
-      return images, family.reconstruct(params, images)
+      return images, family.reconstruct(params, images, batch['label'])
 
     reconstruct = parallel.data_parallel(reconstruct_step, mesh, (REPLICATED, BATCH),
                                          (BATCH, BATCH))
@@ -110,4 +111,15 @@ def eval_run(exp: Experiment) -> Run:
   c = exp.config
   return Run(data=c.data, batch_size=parallel.padded_size(c.eval.batch_size, exp.mesh),
              seed=c.seed, key=exp.keys.eval, mesh=exp.mesh, eval_step=exp.eval_step,
-             sample=exp.sample, reconstruct=exp.reconstruct)
+             sample=exp.sample, reconstruct=exp.reconstruct,
+             **conditioning(c))
+
+
+def conditioning(config: ConfigDict) -> dict:
+  """The `labels` and `conditioning` fields of a class-conditional model's Run; {} for an
+  unconditional one."""
+  if not labels.num_classes(config):
+    return {}
+  return {'labels': functools.partial(labels.for_ids, config),
+          'conditioning': {'classes': list(labels.classes(config)),
+                           'guidance': float(config.sample.get('guidance', 0.0))}}

@@ -78,11 +78,13 @@ class MetricWriter:
       self._tb.add_scalar(f'{prefix}/{name}', float(value), int(step))
     self._tb.flush()
 
-  def write_grid(self, step: int, name: str, images: np.ndarray) -> None:
-    """Saves images [N, H, W, C] in [-1, 1] as `layout.grid_file`."""
+  def write_grid(self, step: int, name: str, images: np.ndarray,
+                 columns: int | None = None) -> None:
+    """Saves images [N, H, W, C] in [-1, 1] as `layout.grid_file`, `columns` wide (None: a
+    square grid)."""
     if not self.is_primary:
       return
-    grid = images_lib.make_grid(images_lib.to_uint8(images))
+    grid = images_lib.make_grid(images_lib.to_uint8(images), columns)
     path = layout.grid_file(self.workdir, name, step)
     layout.make_dirs(path.parent)
     path.write_bytes(images_lib.png_bytes(grid))

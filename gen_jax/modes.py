@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from gen_jax import config_lib, evaluators, images, layout
+from gen_jax import config_lib, evaluators, images, labels, layout
 from gen_jax import experiment as experiment_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
 from gen_jax.data import sources
@@ -78,8 +78,9 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str,
 
 def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   """Writes `sample.num` samples (EMA params) of checkpoint `sample.checkpoint_step` (0: the
-  newest) to `sample.output` (default: `layout.samples_file`), key 'images', and
-  their grid beside it (.png).
+  newest) to `sample.output` (default: `layout.samples_file`), key 'images' (and, for a
+  class-conditional model, 'labels': the class each was asked for), and their grid beside
+  it (.png).
 
   Returns: uint8 [sample.num, H, W, C].
   """
@@ -92,10 +93,13 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   result = experiment_lib.sample_images(exp, state.ema_params, config.sample.num)
   path = (layout.path(config.sample.output) if config.sample.output
           else layout.samples_file(workdir, step))
+  conditional = {}
+  if labels.num_classes(config):
+    conditional['labels'] = labels.for_ids(config, np.arange(len(result)))
   if jax.process_index() == 0:
     layout.make_dirs(path.parent)
     with path.open('wb') as f:
-      np.savez(f, images=result)
+      np.savez(f, images=result, **conditional)
     path.with_suffix('.png').write_bytes(images.png_bytes(images.make_grid(result)))
   log.info('Wrote %d samples of step %d to %s (grid: %s).', len(result), step, path,
            path.with_suffix('.png'))

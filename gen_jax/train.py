@@ -18,6 +18,7 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluators, layout, parallel, stop
 from gen_jax import experiment as experiment_lib
+from gen_jax import labels as labels_lib
 from gen_jax.checkpoint import Checkpointer, newest_compatible_step, restore_newest_intact
 from gen_jax.data import pipeline
 from gen_jax.errors import UserError
@@ -53,6 +54,7 @@ def check_batch(batch: dict[str, np.ndarray], config: ConfigDict) -> None:
     raise UserError(f'dataset {config.data.name!r} gives images of shape '
                     f'{batch["image"].shape[1:]}, but the config expects {expected} '
                     '(data.image_size, data.image_size, data.channels)')
+  labels_lib.check(batch['label'], config)
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> Any:
@@ -241,10 +243,12 @@ def due(step: int, every: int, is_last: bool) -> bool:
 
 def write_samples(exp: experiment_lib.Experiment, state: Any, writer: MetricWriter,
                   step: int) -> None:
-  """Writes a grid of samples (EMA params, fixed keys) and, if the family has one, of
-  test images beside their reconstructions."""
-  images = experiment_lib.generate(exp, state.ema_params, exp.keys.sample, exp.config.sample.grid)
-  writer.write_grid(step, 'samples', images)
+  """Writes a grid of samples (EMA params, fixed keys; one row per class of a
+  class-conditional model) and, if the family has one, of test images beside their
+  reconstructions."""
+  num, order, columns = labels_lib.grid_layout(exp.config, exp.config.sample.grid)
+  images = experiment_lib.generate(exp, state.ema_params, exp.keys.sample, num)
+  writer.write_grid(step, 'samples', images[order], columns)
   if exp.reconstruct is not None:
     num = _pairs(exp.config)
     batch = next(batches(experiment_lib.eval_run(exp), exp.config.data.eval_split, num))

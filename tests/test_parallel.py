@@ -46,13 +46,31 @@ def test_vae_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, optimizer, lr):
       '--config.data.binarize=True', '--config.model.likelihood=bernoulli'), num_steps=20)
 
 
+CONDITIONAL = ('--config.model.num_classes=10', '--config.diffusion.label_dropout=0.3',
+               '--config.sample.guidance=1.5')
+
+
 @pytest.mark.slow
-def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
-  assert_same_training_on_1_and_8_devices(tmp_path, lambda workdir: [
-      '--config=configs/ddpm_digits.py', f'--workdir={workdir}',
-      f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
-      '--config.model.dropout=0.1', '--config.sample.every_steps=0',
-      '--config.data.random_flip=True', '--config.eval.batch_size=96'], num_steps=10)
+@pytest.mark.parametrize('overrides', [(), CONDITIONAL], ids=['unconditional', 'conditional'])
+def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
+  def args(workdir):
+    return ['--config=configs/ddpm_digits.py', f'--workdir={workdir}',
+            f'--config.data.data_dir={tfds_dir}', '--config.data.batch_size=32',
+            '--config.model.dropout=0.1', '--config.sample.every_steps=0',
+            '--config.data.random_flip=True', '--config.eval.batch_size=96', *overrides]
+
+  assert_same_training_on_1_and_8_devices(tmp_path, args, num_steps=10)
+  if overrides:  # guided samples of one checkpoint, and the classes asked, on 1 and 8 devices
+    samples = {}
+    for devices in (1, 8):
+      output = str(tmp_path / f'samples{devices}.npz')
+      run_cli(*args(str(tmp_path / 'devices1')), '--mode=sample', '--config.sample.num=20',
+              f'--config.sample.output={output}', devices=devices)
+      samples[devices] = np.load(output)
+    np.testing.assert_array_equal(samples[1]['labels'], np.arange(20) % 10)
+    np.testing.assert_array_equal(samples[8]['labels'], samples[1]['labels'])
+    difference = np.abs(samples[1]['images'].astype(int) - samples[8]['images'].astype(int))
+    assert difference.max() <= 1  # float rounding may move a pixel by one level
 
 
 @pytest.mark.parametrize('overrides', [
@@ -63,7 +81,11 @@ def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir):
     pytest.param(('--config.model.arch=resnet', '--config.model.d_channels=(16,16,16)',
                   '--config.model.d_norm=none', '--config.model.spectral_norm=True',
                   '--config.gan.loss=hinge'), marks=pytest.mark.slow),  # 47 s on 2 cores
-], ids=['batchnorm', 'layernorm-sn-gp', 'resnet-sn-hinge'])
+    pytest.param(('--config.model.arch=resnet', '--config.model.d_channels=(16,16,16)',
+                  '--config.model.d_norm=none', '--config.model.spectral_norm=True',
+                  '--config.gan.loss=hinge', '--config.model.num_classes=10'),
+                 marks=pytest.mark.slow),
+], ids=['batchnorm', 'layernorm-sn-gp', 'resnet-sn-hinge', 'resnet-projection'])
 def test_gan_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
   """Plain SGD (a wrong gradient scale would show), two D updates per step (each on its own
   examples), global BatchNorm or spectral norm with the gradient penalty. At learning rate

@@ -21,6 +21,10 @@ class Run(NamedTuple):
   eval_step: Callable  # (state, batch) -> ({name: sum over the batch's examples}, count)
   sample: Callable | None  # (params, key, ids [n]) -> images [n, H, W, C] in [-1, 1]
   reconstruct: Callable | None  # (params, batch) -> (inputs, reconstructions) [b, H, W, C]
+  # A class-conditional model's: sample ids [n] -> the classes they are asked for [n], and
+  # its sampling protocol ({'classes': ..., 'guidance': w})
+  labels: Callable | None = None
+  conditioning: dict | None = None
 
 
 def batches(run: Run, split: str, num_examples: int) -> Iterator[dict[str, jax.Array]]:

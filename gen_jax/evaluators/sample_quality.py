@@ -1,6 +1,11 @@
 """The `sample_quality` evaluator: `num_samples` samples (EMA parameters) embedded by a
 feature network and compared with cached reference statistics of data.eval_split, every
-number returned with the protocol that produced it.
+number returned with the protocol that produced it. For a class-conditional model it also
+gives, with `fid`, the intra-FID (Miyato & Koyama 2018): `intra_fid`, the mean over the
+classes asked of the FID between that class's samples and the reference examples of that
+class, and each class's as `intra_fid_class_C`; and, in a classifier's feature space,
+`class_accuracy`: how often the classifier puts a sample in the class it was asked for (the
+"classification accuracy score").
 
 Generation is resumable: each batch's features are saved atomically to a file of their own
 in a progress folder, and a restarted evaluation continues after the finished batches. Sample `i`
@@ -78,8 +83,9 @@ def reference_path(run: Run, reference_dir: str | None, net: FeatureNet, split: 
 
 def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, embed,
                          split: str, num: int) -> dict[str, np.ndarray]:
-  """Features, logits, mean and covariance of the first `num` examples of `split` (not
-  binarized), computed once and then read from the cache in `reference_dir`."""
+  """Features, logits, labels, mean and covariance of the first `num` examples of `split`
+  (not binarized), computed once and then read from the cache in `reference_dir` (a cache
+  written without labels is computed again)."""
   path = reference_path(run, reference_dir, net, split, num)
   protocol = reference_protocol(run, net, split, num)
   if path.exists():
@@ -87,18 +93,20 @@ def reference_statistics(run: Run, reference_dir: str | None, net: FeatureNet, e
     if json.loads(str(cached['protocol'])) != protocol:
       raise UserError(f'reference statistics {path} were computed under another protocol '
                       f'({cached["protocol"]}); delete the file or set another reference_dir')
-    return cached
-  features, logits = [], []
+    if 'labels' in cached:
+      return cached
+  features, logits, labels = [], [], []
   for batch in batches(run, split, num):
     images = augment.prepare_images(batch['image'], batch['id'], run.key,
                                     binarize=False, random_flip=False)
     f, lg = embed(images)
     features.append(f)
     logits.append(lg)
+    labels.append(np.asarray(multihost_utils.process_allgather(batch['label'], tiled=True)))
   features, logits = np.concatenate(features)[:num], np.concatenate(logits)[:num]
   mu, sigma = sample_quality.gaussian_statistics(features)
-  stats = {'features': features, 'logits': logits, 'mu': mu, 'sigma': sigma,
-           'protocol': np.array(json.dumps(protocol))}
+  stats = {'features': features, 'logits': logits, 'labels': np.concatenate(labels)[:num],
+           'mu': mu, 'sigma': sigma, 'protocol': np.array(json.dumps(protocol))}
   if jax.process_index() == 0:
     layout.make_dirs(path.parent)
   _save_atomically(path, **stats)
@@ -186,6 +194,12 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
               'kid': {'kernel': 'cubic polynomial', 'subsets': KID_SUBSETS,
                       'subset_size': KID_SUBSET_SIZE},
               'precision_recall': {'k': PR_K}}
+  conditional = run.labels is not None
+  if conditional:
+    protocol['conditioning'] = run.conditioning | {'label_of_sample_i': 'classes[i % len]'}
+    if 'fid' in spec.metrics:
+      protocol['intra_fid'] = ('per class asked: its samples against the reference examples '
+                               'of that class; intra_fid is the mean over the classes')
 
   def evaluate(state: Any, progress_dir: str | None = None) -> tuple[dict[str, float], dict]:
     reference = reference_statistics(run, spec.reference_dir, net, embed, split,
@@ -193,6 +207,17 @@ def make(name: str, spec: ConfigDict, run: Run) -> Callable[[Any, str | None], t
     features, logits = sample_features(run, spec.num_samples, state.ema_params, embed,
                                        progress_dir)
     results = compare(features, logits, reference, tuple(spec.metrics), run.seed)
+    if conditional:
+      asked = run.labels(np.arange(spec.num_samples))
+      if 'fid' in spec.metrics:
+        try:
+          results['intra_fid'], per_class = sample_quality.intra_fid(
+              features, asked, reference['features'], reference['labels'])
+        except ValueError as e:
+          raise UserError(f'evals.{name}: {e}') from None
+        results |= {f'intra_fid_class_{c}': value for c, value in per_class.items()}
+      if net.spec.startswith('classifier:'):
+        results['class_accuracy'] = float(np.mean(np.argmax(logits, axis=-1) == asked))
     return results, protocol | {'feature_dim': int(features.shape[1])}
 
   return evaluate

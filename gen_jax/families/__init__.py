@@ -23,7 +23,8 @@ class Family(NamedTuple):
   eval_step(state, batch, rng) -> {name: [b] per-example values}
   sample(params, rng, ids [n]) -> images [n, H, W, C] in [-1, 1], one key per sample id,
       or None for a family that does not generate (the classifier)
-  reconstruct(params, images [b, H, W, C]) -> images, or None where it means nothing
+  reconstruct(params, images [b, H, W, C], labels [b]) -> images, or None where it means
+      nothing
   features(params, images [b, H, W, C]) -> (features [b, D], logits [b, K]), or None: a
       feature network for sample-quality metrics
   networks: the top-level parameter sub-trees that are networks of their own (summary

@@ -13,6 +13,11 @@ A step makes `gan.n_critic` discriminator updates, then one generator update:
 * D's and G's gradients come from separate `jax.grad`s of separate losses, and each
   optimizer (`optim` for G, `optim` updated by `optim_d` for D: TTUR) only sees its own.
 
+With `model.num_classes` > 0 the GAN is class-conditional (conditional BatchNorm in G, a
+projection discriminator: Miyato & Koyama 2018): D sees real images with their labels, and
+each fake is generated for a class drawn uniformly from its example's key; samples ask for
+the classes of `gen_jax.labels`.
+
 `ema_params` holds {'generator': {'params', 'batch_stats'}}: an EMA of the generator's
 parameters and of its BatchNorm running statistics (as BigGAN-PyTorch's G_ema), used for
 samples, so a sample depends on its id alone, not on its batch.
@@ -24,6 +29,7 @@ import optax
 from ml_collections import ConfigDict
 
 from gen_jax import gan_losses, optim, parallel
+from gen_jax import labels as labels_lib
 from gen_jax import state as state_lib
 from gen_jax.errors import ConfigError
 from gen_jax.families import Family
@@ -72,15 +78,16 @@ def make(config: ConfigDict) -> Family:
   _check_config(config)
   m, g = config.model, config.gan
   n_critic, z_dim = g.n_critic, m.z_dim
+  num_classes = labels_lib.num_classes(config)
   if m.arch == 'resnet':
     generator = ResNetGenerator(tuple(m.g_channels), config.data.image_size,
-                                config.data.channels, parallel.DATA_AXIS)
-    discriminator = ResNetDiscriminator(tuple(m.d_channels), m.spectral_norm)
+                                config.data.channels, parallel.DATA_AXIS, num_classes)
+    discriminator = ResNetDiscriminator(tuple(m.d_channels), m.spectral_norm, num_classes)
   else:
     generator = Generator(tuple(m.g_channels), config.data.image_size, config.data.channels,
-                          parallel.DATA_AXIS)
+                          parallel.DATA_AXIS, num_classes)
     discriminator = Discriminator(tuple(m.d_channels), m.d_norm, m.spectral_norm,
-                                  parallel.DATA_AXIS)
+                                  parallel.DATA_AXIS, num_classes)
   loss_fn = gan_losses.LOSSES[g.loss]
   tx_g = optim.make_optimizer(config.optim, config.train.num_steps)
   tx_d = optim.make_optimizer(ConfigDict({**config.optim, **config.optim_d}),
@@ -90,22 +97,30 @@ def make(config: ConfigDict) -> Family:
   def latents(keys, stream):
     return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, stream), (z_dim,)))(keys)
 
-  def run_generator(variables, z, train):
+  def fake_labels(keys):
+    """The class each fake is generated for, uniform from its example's key: [B] or None."""
+    if not num_classes:
+      return None
+    return jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 2), (), 0,
+                                                 num_classes))(keys)
+
+  def run_generator(variables, z, labels, train):
     """(images, updated non-param variables); BatchNorm uses batch statistics in training."""
     if train:
-      return generator.apply(variables, z, train=True, mutable=['batch_stats'])
-    return generator.apply(variables, z, train=False), {}
+      return generator.apply(variables, z, train=True, labels=labels, mutable=['batch_stats'])
+    return generator.apply(variables, z, train=False, labels=labels), {}
 
-  def run_critic(params, d_state, images, train):
+  def run_critic(params, d_state, images, labels, train):
     """(logits [B], updated 'batch_stats': BatchNorm / spectral-norm state)."""
     logits, updates = discriminator.apply({'params': params, **d_state}, images, train=train,
-                                          mutable=['batch_stats'])
+                                          labels=labels, mutable=['batch_stats'])
     return logits, dict(updates)
 
   def init(rng, images):
     g_key, d_key = jax.random.split(rng)
-    g_vars = generator.init(g_key, jnp.zeros((1, z_dim)), train=False)
-    d_vars = discriminator.init(d_key, images[:1], train=False)
+    labels = jnp.zeros((1,), jnp.int32) if num_classes else None
+    g_vars = generator.init(g_key, jnp.zeros((1, z_dim)), train=False, labels=labels)
+    d_vars = discriminator.init(d_key, images[:1], train=False, labels=labels)
     params = {'generator': g_vars['params'], 'discriminator': d_vars['params']}
     g_state = {k: v for k, v in g_vars.items() if k != 'params'}
     d_state = {k: v for k, v in d_vars.items() if k != 'params'}
@@ -117,20 +132,20 @@ def make(config: ConfigDict) -> Family:
         model_state={'generator': g_state, 'discriminator': d_state})
 
   def d_update(d_params, d_opt, d_state, real, fake, keys):
-    """One discriminator update on real and (constant) fake images."""
+    """One discriminator update on real and (constant) fake images, each (images, labels)."""
 
     def objective(params):
-      real_logits, new_state = run_critic(params, d_state, real, True)
-      fake_logits, _ = run_critic(params, d_state, fake, True)
+      real_logits, new_state = run_critic(params, d_state, *real, True)
+      fake_logits, _ = run_critic(params, d_state, *fake, True)
       terms = loss_fn(real_logits, fake_logits)
-      critic = lambda x: run_critic(params, d_state, x, True)[0]  # noqa: E731
+      critic = lambda x: run_critic(params, d_state, x, real[1], True)[0]  # noqa: E731
       total, aux = terms.d_loss, {}
       if g.gp_weight:
         mix = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1)))(keys)
-        aux['gradient_penalty'] = gan_losses.gradient_penalty(critic, real, fake, mix)
+        aux['gradient_penalty'] = gan_losses.gradient_penalty(critic, real[0], fake[0], mix)
         total = total + g.gp_weight * aux['gradient_penalty']
       if g.r1_gamma:
-        aux['r1_penalty'] = gan_losses.r1_penalty(critic, real)
+        aux['r1_penalty'] = gan_losses.r1_penalty(critic, real[0])
         total = total + 0.5 * g.r1_gamma * aux['r1_penalty']
       aux |= {'d_loss_real': terms.d_loss_real, 'd_loss_fake': terms.d_loss_fake,
               'd_real': jnp.mean(real_logits), 'd_fake': jnp.mean(fake_logits)}
@@ -149,20 +164,22 @@ def make(config: ConfigDict) -> Family:
                         f'gan.n_critic={n_critic}')
     groups = lambda x: x.reshape(b // n_critic, n_critic, *x.shape[1:])  # noqa: E731
     reals, keys = groups(batch['image']), groups(example_keys(rng, batch['id']))
+    real_labels = groups(batch['label']) if num_classes else None
     g_params, d_params = state.params['generator'], state.params['discriminator']
     g_opt, d_opt = state.opt_state['generator'], state.opt_state['discriminator']
     g_state, d_state = state.model_state['generator'], state.model_state['discriminator']
 
     for j in range(n_critic):
-      z = latents(keys[:, j], 0)
+      z, labels = latents(keys[:, j], 0), fake_labels(keys[:, j])
       fake, g_vjp, g_state = jax.vjp(
-          lambda p, s=g_state, z=z: run_generator({'params': p, **s}, z, True), g_params,
-          has_aux=True)
+          lambda p, s=g_state, z=z, y=labels: run_generator({'params': p, **s}, z, y, True),
+          g_params, has_aux=True)
+      real = (reals[:, j], None if real_labels is None else real_labels[:, j])
       d_params, d_opt, d_state, real_logits, d_metrics = d_update(
-          d_params, d_opt, d_state, reals[:, j], fake, keys[:, j])
+          d_params, d_opt, d_state, real, (fake, labels), keys[:, j])
 
     def g_objective(fake):
-      fake_logits, _ = run_critic(d_params, d_state, fake, True)
+      fake_logits, _ = run_critic(d_params, d_state, fake, labels, True)
       return parallel.pmean(loss_fn(jax.lax.stop_gradient(real_logits), fake_logits).g_loss)
 
     g_loss, fake_grads = jax.value_and_grad(g_objective)(fake)
@@ -183,11 +200,13 @@ def make(config: ConfigDict) -> Family:
   def eval_step(state, batch, rng):
     del rng
     logits, _ = run_critic(state.params['discriminator'], state.model_state['discriminator'],
-                           batch['image'], False)
+                           batch['image'], batch['label'] if num_classes else None, False)
     return {'d_test': logits}
 
   def sample(params, rng, ids):
-    return run_generator(params['generator'], latents(example_keys(rng, ids), 0), False)[0]
+    labels = labels_lib.for_ids(config, ids, jnp) if num_classes else None
+    return run_generator(params['generator'], latents(example_keys(rng, ids), 0), labels,
+                         False)[0]
 
   return Family('gan', init, train_step, eval_step, sample,
                 networks=('generator', 'discriminator'))

@@ -1,6 +1,10 @@
 """VAE family: diagonal-Gaussian posterior, N(0, I) prior, Bernoulli or discretized-logistic
 likelihood, analytic KL. All quantities are nats per example (summed over pixels and
 latents, never averaged over pixels); bits/dim divide by H * W * C * ln 2.
+
+With `model.num_classes` > 0 it is a conditional VAE (Sohn et al. 2015): every quantity is
+conditioned on the example's label (the bounds are of log p(x | y)), and samples decode
+z ~ N(0, I) with the class that `gen_jax.labels` asks of their id.
 """
 
 import jax
@@ -9,6 +13,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from gen_jax import distributions, optim, parallel, vae_losses
+from gen_jax import labels as labels_lib
 from gen_jax import state as state_lib
 from gen_jax.errors import ConfigError
 from gen_jax.families import Family
@@ -45,15 +50,20 @@ def make(config: ConfigDict) -> Family:
   _check_config(config)
   m = config.model
   size, channels = config.data.image_size, config.data.channels
+  num_classes = labels_lib.num_classes(config)
   model = ConvVAE(tuple(m.channels), m.hidden, m.latent_dim, (size, size, channels),
-                  LIKELIHOODS[m.likelihood])
+                  LIKELIHOODS[m.likelihood], num_classes)
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   num_dims = size * size * channels
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
 
-  def log_likelihood(params, x, z):
-    """log p(x | z) per example, [B]."""
-    out = model.apply({'params': params}, z, method=ConvVAE.decode)
+  def given(labels):
+    """The labels [B] the model is conditioned on; None for an unconditional VAE."""
+    return labels if num_classes else None
+
+  def log_likelihood(params, x, z, labels):
+    """log p(x | z) (or p(x | z, y)) per example, [B]."""
+    out = model.apply({'params': params}, z, labels, method=ConvVAE.decode)
     if m.likelihood == 'bernoulli':
       ll = distributions.bernoulli_log_likelihood((x + 1.0) / 2.0, out)
     else:
@@ -66,16 +76,16 @@ def make(config: ConfigDict) -> Family:
       return jax.nn.sigmoid(out) * 2.0 - 1.0
     return jnp.clip(jnp.split(out, 2, axis=-1)[0], -1.0, 1.0)
 
-  def elbo_terms(params, x, keys):
+  def elbo_terms(params, x, labels, keys):
     """Per-example log p(x|z), KL and ELBO with one reparameterized z, each [B]."""
-    mean, logvar = model.apply({'params': params}, x, method=ConvVAE.encode)
+    mean, logvar = model.apply({'params': params}, x, labels, method=ConvVAE.encode)
     eps = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(keys)
     z = vae_losses.reparameterize(mean, logvar, eps)
-    return vae_losses.elbo_terms(log_likelihood(params, x, z), mean, logvar)
+    return vae_losses.elbo_terms(log_likelihood(params, x, z, labels), mean, logvar)
 
-  def iw_nll(params, x, keys):
+  def iw_nll(params, x, labels, keys):
     """-log (1/K sum_k p(x, z_k) / q(z_k | x)), z_k ~ q(z | x), K = eval.iw_samples: [B]."""
-    mean, logvar = model.apply({'params': params}, x, method=ConvVAE.encode)
+    mean, logvar = model.apply({'params': params}, x, labels, method=ConvVAE.encode)
     eps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1),
                                                (iw_samples, m.latent_dim)))(keys)
     eps = eps.reshape(x.shape[0], iw_samples // iw_chunk, iw_chunk, m.latent_dim)
@@ -83,7 +93,8 @@ def make(config: ConfigDict) -> Family:
     def chunk_log_weights(eps_chunk):  # [B, chunk, L] -> [B, chunk]
       z = vae_losses.reparameterize(mean[:, None], logvar[:, None], eps_chunk)
       x_rep = jnp.repeat(x, iw_chunk, axis=0)
-      log_px = log_likelihood(params, x_rep, z.reshape(-1, m.latent_dim))
+      labels_rep = None if labels is None else jnp.repeat(labels, iw_chunk, axis=0)
+      log_px = log_likelihood(params, x_rep, z.reshape(-1, m.latent_dim), labels_rep)
       return vae_losses.importance_log_weights(log_px.reshape(z.shape[:2]), z, mean, logvar)
 
     log_w = jax.lax.map(chunk_log_weights, eps.transpose(1, 0, 2, 3))  # [chunks, B, chunk]
@@ -91,12 +102,14 @@ def make(config: ConfigDict) -> Family:
         log_w.transpose(1, 0, 2).reshape(x.shape[0], iw_samples))
 
   def init(rng, images):
-    params = model.init(rng, images[:1])['params']
+    params = model.init(rng, images[:1], jnp.zeros((1,), jnp.int32) if num_classes else None
+                        )['params']
     return state_lib.create(params, tx)
 
   def train_step(state, batch, rng):
     def loss_fn(params, batch):
-      terms = elbo_terms(params, batch['image'], example_keys(rng, batch['id']))
+      terms = elbo_terms(params, batch['image'], given(batch['label']),
+                         example_keys(rng, batch['id']))
       loss = jnp.mean(vae_losses.beta_loss(terms, config.loss.beta))
       return parallel.pmean(loss), parallel.pmean({k: jnp.mean(v) for k, v in terms.items()})
 
@@ -108,19 +121,20 @@ def make(config: ConfigDict) -> Family:
 
   def eval_step(state, batch, rng):
     keys = example_keys(rng, batch['id'])
-    terms = elbo_terms(state.ema_params, batch['image'], keys)
+    terms = elbo_terms(state.ema_params, batch['image'], given(batch['label']), keys)
     terms['bpd'] = -terms['elbo'] / (num_dims * np.log(2))
     if iw_samples:
-      terms['nll_iw'] = iw_nll(state.ema_params, batch['image'], keys)
+      terms['nll_iw'] = iw_nll(state.ema_params, batch['image'], given(batch['label']), keys)
       terms['nll_bpd'] = terms['nll_iw'] / (num_dims * np.log(2))
     return terms
 
   def sample(params, rng, ids):
     z = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(example_keys(rng, ids))
-    return mean_image(model.apply({'params': params}, z, method=ConvVAE.decode))
+    labels = labels_lib.for_ids(config, ids, jnp) if num_classes else None
+    return mean_image(model.apply({'params': params}, z, labels, method=ConvVAE.decode))
 
-  def reconstruct(params, images):
-    return mean_image(model.apply({'params': params}, images))
+  def reconstruct(params, images, labels):
+    return mean_image(model.apply({'params': params}, images, given(labels)))
 
   return Family('vae', init, train_step, eval_step, sample, reconstruct,
                 networks=('encoder', 'decoder'))

@@ -1,8 +1,9 @@
-"""Fréchet distance, KID, Inception Score and improved precision/recall on feature arrays.
+"""Fréchet distance, intra-FID, KID, Inception Score and improved precision/recall on feature
+arrays.
 
 All take features [N, D] (or class probabilities [N, C]) as numpy arrays and compute in
-float64. References: Heusel et al. 2017 (FID), Bińkowski et al. 2018 (KID), Salimans et al.
-2016 (IS), Kynkäänniemi et al. 2019 (precision/recall).
+float64. References: Heusel et al. 2017 (FID), Miyato & Koyama 2018 (intra-FID), Bińkowski
+et al. 2018 (KID), Salimans et al. 2016 (IS), Kynkäänniemi et al. 2019 (precision/recall).
 """
 
 import numpy as np
@@ -41,6 +42,22 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
   trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
   diff = mu1 - mu2
   return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_covmean)
+
+
+def intra_fid(features: np.ndarray, labels: np.ndarray, reference_features: np.ndarray,
+              reference_labels: np.ndarray) -> tuple[float, dict[int, float]]:
+  """Returns (mean over classes, {class: distance}) of the Fréchet distance between the
+  features [N, D] of the samples of each class in `labels` [N] and those of the reference
+  examples [M, D] of that class in `reference_labels` [M]."""
+  distances = {}
+  for c in np.unique(labels):
+    ours, theirs = features[labels == c], reference_features[reference_labels == c]
+    if min(len(ours), len(theirs)) < 2:
+      raise ValueError(f'intra-FID of class {c} needs 2 or more samples and reference '
+                       f'examples of it, got {len(ours)} and {len(theirs)}')
+    distances[int(c)] = frechet_distance(*gaussian_statistics(ours),
+                                         *gaussian_statistics(theirs))
+  return float(np.mean(list(distances.values()))), distances
 
 
 def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray,

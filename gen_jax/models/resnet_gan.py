@@ -18,6 +18,11 @@ Nearest upsampling and average pooling commute with a 1x1 conv, so each shortcut
 every layer but D's last has a bias, and weights are Glorot-uniform, with gain sqrt(2) inside
 the residual branches. The generator's convs are named `Conv_i` in order, the names of the
 checkpoints written so far.
+
+With `num_classes` > 0 both are class-conditional, as the reference's projection models
+(`gen_models/resnet.py`, `dis_models/snresnet_32.py`): the blocks' BatchNorms take a per-class
+scale and bias (the last BatchNorm stays unconditional), and the discriminator adds the
+inner product of a spectrally normalized class embedding with its summed features.
 """
 
 import functools
@@ -27,7 +32,13 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from gen_jax.models.gan_layers import base_size, batch_norm, spectral_normalized
+from gen_jax.models.gan_layers import (
+    base_size,
+    batch_norm,
+    generator_norm,
+    projection,
+    spectral_normalized,
+)
 from gen_jax.nn import Conv, Dense, Downsample, Upsample, upsample_nearest
 
 _GLOROT = nn.initializers.xavier_uniform()
@@ -40,37 +51,41 @@ def num_downsamplings(num_blocks: int) -> int:
 
 
 class ResNetGenerator(nn.Module):
-  """z [B, Z] -> images [B, S, S, C] in [-1, 1]; S = base grid * 2**len(channels)."""
+  """z [B, Z] (and labels [B] when num_classes > 0) -> images [B, S, S, C] in [-1, 1];
+  S = base grid * 2**len(channels)."""
   channels: Sequence[int]
   image_size: int
   image_channels: int
   axis_name: str | None = None
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-    bn = functools.partial(batch_norm, train, self.axis_name)
+  def __call__(self, z: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
+    norm = generator_norm(train, self.axis_name, self.num_classes, labels)
     base = base_size(self.image_size, len(self.channels))
     x = Dense(base * base * self.channels[0], kernel_init=_GLOROT)(z)
     x = x.reshape(-1, base, base, self.channels[0])
     for i, width in enumerate(self.channels):
-      h = nn.relu(bn()(x))
+      h = nn.relu(norm(x))
       h = Upsample(width, kernel_init=_GLOROT_RELU, name=f'Conv_{2 * i}')(h)
-      h = nn.relu(bn()(h))
+      h = nn.relu(norm(h))
       h = Conv(width, (3, 3), kernel_init=_GLOROT_RELU, name=f'Conv_{2 * i + 1}')(h)
       x = h + upsample_nearest(Dense(width, kernel_init=_GLOROT)(x))
-    x = nn.relu(bn()(x))
+    x = nn.relu(batch_norm(train, self.axis_name)(x))
     x = Conv(self.image_channels, (3, 3), kernel_init=_GLOROT,
              name=f'Conv_{2 * len(self.channels)}')(x)
     return jnp.tanh(x)
 
 
 class ResNetDiscriminator(nn.Module):
-  """images [B, S, S, C] -> logits [B]; S must divide by 2**num_downsamplings(len(channels))."""
+  """images [B, S, S, C] (and labels [B] when num_classes > 0) -> logits [B]; S must divide
+  by 2**num_downsamplings(len(channels))."""
   channels: Sequence[int]
   spectral_norm: bool = False
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, labels: jax.Array | None = None) -> jax.Array:
     layer = functools.partial(spectral_normalized, enabled=self.spectral_norm, train=train)
     downsamplings = num_downsamplings(len(self.channels))
     for i, width in enumerate(self.channels):
@@ -85,4 +100,8 @@ class ResNetDiscriminator(nn.Module):
         x = layer(Dense(width, kernel_init=_GLOROT), x)
       x = x + h
     features = jnp.sum(nn.relu(x), axis=(1, 2))
-    return layer(Dense(1, use_bias=False, kernel_init=_GLOROT), features)[:, 0]
+    logits = layer(Dense(1, use_bias=False, kernel_init=_GLOROT), features)[:, 0]
+    if self.num_classes:
+      self.sow('intermediates', 'features', features)
+      logits = logits + projection(features, labels, self.num_classes, layer, _GLOROT)
+    return logits

@@ -81,6 +81,9 @@ class UNet(nn.Module):
 
   Training with dropout needs a 'dropout' rng and the examples' global ids [B]. `remat`
   recomputes each residual and attention block's activations in the backward pass.
+  With `num_classes` > 0 the model is class-conditional: labels [B] in 0..num_classes, the
+  last being the null class of classifier-free guidance, add a learned embedding to the
+  timestep embedding (Ho & Salimans 2022; improved-diffusion's `label_emb`).
   """
   ch: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -89,10 +92,11 @@ class UNet(nn.Module):
   dropout: float = 0.1
   out_ch: int = 3
   remat: bool = False
+  num_classes: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, train: bool = False,
-               ids: jax.Array | None = None) -> jax.Array:
+               ids: jax.Array | None = None, labels: jax.Array | None = None) -> jax.Array:
     if train and self.dropout > 0 and ids is None:
       raise ValueError('UNet: training with dropout needs the example ids')
     resample_names = (f'Conv_{i}' for i in itertools.count())
@@ -101,6 +105,9 @@ class UNet(nn.Module):
     temb = timestep_embedding(t, self.ch)
     temb = Dense(4 * self.ch, name='temb_dense0')(temb)
     temb = Dense(4 * self.ch, name='temb_dense1')(nn.silu(temb))
+    if self.num_classes:
+      label_emb = nn.Embed(self.num_classes + 1, 4 * self.ch, name='label_emb')(labels)
+      temb = temb + label_emb.astype(temb.dtype)
 
     # Downsampling
     hs = [Conv(self.ch, (3, 3), name='conv_in')(x)]

@@ -189,8 +189,8 @@ def test_bad_values_are_clear_errors(tfds_dir, key, value, message):
     get_family(config)
 
 
-def count_params(model, *args):
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False))
+def count_params(model, *args, **kwargs):
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, train=False, **kwargs))
   return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes['params']))
 
 

@@ -40,7 +40,7 @@ def digit_batch(config, n):
   images = augment.prepare_images(jnp.asarray(batch['image']), jnp.asarray(batch['id']),
                                   jax.random.key(5), binarize=config.data.binarize,
                                   random_flip=False)
-  return {'image': images, 'id': jnp.asarray(batch['id'])}
+  return {'image': images, 'id': jnp.asarray(batch['id']), 'label': jnp.asarray(batch['label'])}
 
 
 def train(config, num_steps):

@@ -248,3 +248,63 @@ def test_eval_with_the_fid_inception_from_a_weights_file(runs, tfds_dir, tmp_pat
   assert protocol['resize'].startswith('8 -> 299: bilinear, half-pixel, no antialiasing')
   with open(weights, 'rb') as f:
     assert protocol['weights_sha256'] == hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.slow
+def test_class_accuracy_and_intra_fid_follow_the_classes_asked(runs, tfds_dir):
+  """A 'generator' that returns, for the class each sample asks for, a test digit of a given
+  class: asked truthfully, class_accuracy is the classifier's accuracy on those digits and
+  intra-FID the mean per-class FID against the reference digits of each class, both
+  computed here directly; shifted by one class, the same set of images (the same FID) is
+  mostly classified as the class before the one asked, and its intra-FID grows."""
+  from ml_collections import ConfigDict
+
+  from gen_jax import config_lib, evaluators
+  from gen_jax import labels as labels_lib
+  from gen_jax.data import pipeline
+  from gen_jax.evaluators import Run
+  from gen_jax.metrics import sample_quality as sq
+  from gen_jax.metrics.features import load_feature_net
+  from gen_jax.parallel import make_mesh
+  from tests.families.test_vae import load_config
+  root, classifier, _, _ = runs
+  config = load_config('ddpm_digits')
+  config.data.data_dir = tfds_dir
+  config.model.num_classes = 10
+  (batch,) = pipeline.eval_batches(config.data, 'test', 297, 297, 0, 1)
+  images = batch['image'].astype(np.float32) / 127.5 - 1
+  by_class = np.stack([images[batch['label'] == c][:20] for c in range(10)])  # [10, 20, ...]
+  mesh = make_mesh()
+  spec = config_lib.evaluator('sample_quality', metrics=('fid',), num_samples=200,
+                              features=f'classifier:{classifier}', reference_num=297,
+                              reference_dir=str(root / 'reference_oracle'))
+  net = load_feature_net(f'classifier:{classifier}', mesh)
+  reference = np.asarray(net.apply(net.params, jax.numpy.asarray(images))[0], np.float64)
+  results = {}
+  for shift in (0, 1):
+    def oracle(params, key, ids, shift=shift):
+      del params, key
+      return jax.numpy.asarray(by_class)[(ids + shift) % 10, ids // 10]
+
+    run = Run(data=config.data, batch_size=20, seed=0, key=jax.random.key(0), mesh=mesh,
+              eval_step=None, sample=oracle, reconstruct=None,
+              labels=lambda ids: labels_lib.for_ids(config, ids),
+              conditioning={'classes': list(range(10)), 'guidance': 0.0})
+    (evaluator,) = evaluators.build(ConfigDict({'q': spec}), run, ['q'])
+    metrics, protocol = evaluator.evaluate(ConfigDict({'ema_params': None}), None)
+    shown = by_class[(np.arange(200) + shift) % 10, np.arange(200) // 10]
+    features, logits = net.apply(net.params, jax.numpy.asarray(shown))
+    asked = np.arange(200) % 10
+    expected = np.mean(np.argmax(np.asarray(logits), -1) == asked)
+    assert metrics['class_accuracy'] == pytest.approx(expected, abs=1e-9)
+    assert protocol['conditioning']['classes'] == list(range(10))
+    assert (expected > 0.8) if shift == 0 else (expected < 0.2)
+    features = np.asarray(features, np.float64)
+    per_class = [sq.frechet_distance(*sq.gaussian_statistics(features[asked == c]),
+                                     *sq.gaussian_statistics(reference[batch['label'] == c]))
+                 for c in range(10)]
+    assert metrics['intra_fid'] == pytest.approx(np.mean(per_class), rel=1e-4)
+    assert metrics['intra_fid_class_3'] == pytest.approx(per_class[3], rel=1e-4)
+    results[shift] = metrics
+  assert results[1]['fid'] == pytest.approx(results[0]['fid'], rel=1e-6)
+  assert results[1]['intra_fid'] > 1.5 * results[0]['intra_fid']

@@ -89,3 +89,25 @@ def test_precision_recall_on_hand_made_sets():
   precision, recall = sq.precision_recall(grid, left, k=3)
   assert precision == 1.0
   assert recall == pytest.approx(np.mean(grid[:, 0] <= 5))
+
+
+def test_intra_fid_by_hand_in_one_dimension():
+  """1-D Fréchet distance: (m1 - m2)^2 + (s1 - s2)^2 (unbiased variances)."""
+  features = np.array([[-1.0], [1.0], [0.0], [2.0]])  # class 0: mean 0, var 2; class 1: 1, 2
+  reference = np.array([[0.0], [2.0], [1.0], [5.0]])  # class 0: mean 1, var 2; class 1: 3, 8
+  labels = np.array([0, 0, 1, 1])
+  mean, per_class = sq.intra_fid(features, labels, reference, labels)
+  assert per_class == pytest.approx({0: 1.0, 1: 4.0 + 2.0})
+  assert mean == pytest.approx(3.5)
+
+
+def test_intra_fid_sees_classes_swapped_where_fid_does_not():
+  rng = np.random.default_rng(0)
+  reference = np.concatenate([rng.normal(c, 1.0, (500, 3)) for c in range(3)])
+  labels = np.repeat(np.arange(3), 500)
+  assert sq.intra_fid(reference, labels, reference, labels)[0] == pytest.approx(0.0, abs=1e-9)
+  swapped, _ = sq.intra_fid(reference, (labels + 1) % 3, reference, labels)
+  assert swapped > 1.0  # the features are the same set: their FID is 0
+  with pytest.raises(ValueError, match='class 0 needs 2 or more samples and reference '
+                                       'examples of it, got 1 and 500'):
+    sq.intra_fid(reference[:3], np.array([0, 1, 2]), reference, labels)

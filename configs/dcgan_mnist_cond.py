@@ -1,0 +1,19 @@
+"""The class-conditional `dcgan_mnist`: conditional BatchNorm in the generator, a projection
+discriminator with spectral normalization and the hinge loss (Miyato & Koyama 2018).
+
+  python -m gen_jax.main --config=configs/dcgan_mnist_cond.py --workdir=/tmp/dcgan_mnist_cond \
+      --config.data.manual_dir=PATH/TO/MNIST_IDX_FILES
+
+Each fake is generated for a class drawn uniformly from its example's key; samples and
+grids ask for the classes 0-9 in turn, one row per class (`sample.labels` picks others).
+Not yet run: its results are still to be measured (experiments/BASELINES.md).
+"""
+
+from gen_jax.config_lib import config_beside
+
+
+def get_config():
+  config = config_beside(__file__, 'dcgan_mnist')
+  config.model.update(num_classes=10, d_norm='none', spectral_norm=True)
+  config.gan.loss = 'hinge'
+  return config

@@ -1,0 +1,21 @@
+"""The class-conditional `ddpm_mnist`: the same UNet with a label embedding added to the
+timestep embedding, 10% label dropout, and classifier-free guidance (Ho & Salimans 2022).
+
+  python -m gen_jax.main --config=configs/ddpm_mnist_cond.py --workdir=/tmp/ddpm_mnist_cond \
+      --config.data.manual_dir=PATH/TO/MNIST_IDX_FILES
+
+Samples ask for the classes 0-9 in turn (`sample.labels` picks others: `=(3,)` for threes);
+grids show one row per class. `--config.sample.guidance=W` sets the guidance weight for
+sampling and evaluation. Not yet run: its results, and the guidance to recommend, are still
+to be measured (experiments/BASELINES.md).
+"""
+
+from gen_jax.config_lib import config_beside
+
+
+def get_config():
+  config = config_beside(__file__, 'ddpm_mnist')
+  config.model.num_classes = 10
+  config.diffusion.label_dropout = 0.1
+  config.sample.guidance = 1.0
+  return config
