@@ -24,11 +24,12 @@ def test_config_builds(name, tmp_path):
 
 
 # Offline stand-ins for two training steps: digits for every dataset (grey, so one channel,
-# and 297 test examples), a narrower UNet for the 35.7M-parameter one; batch sizes and
+# and 297 test examples), a narrower UNet for the 35.7M-parameter ones; batch sizes and
 # everything else as shipped.
 ON_DIGITS = ('--config.data.name=digits', '--config.data.channels=1', '--config.data.crop_size=0',
              '--config.train.num_steps=2', '--config.sample.every_steps=0')
 EXTRA = {'ddpm_cifar10': ('--config.model.ch=32', '--config.model.ch_mult=(1,2)'),
+         'ddpm_cifar10_cond': ('--config.model.ch=32', '--config.model.ch_mult=(1,2)'),
          'classifier_mnist': ('--config.evals.likelihood.num_examples=297',)}
 
 
