@@ -8,7 +8,9 @@ discriminator with spectral normalization and the hinge loss (Miyato & Koyama 20
 images/s for the unconditional step, `benchmarks/train_throughput.py`). Each fake is
 generated for a class drawn uniformly from its example's key; samples and
 grids ask for the classes 0-9 in turn, one row per class (`sample.labels` picks others).
-Not yet run: its results are still to be measured (experiments/BASELINES.md).
+Runtime: 19 min 59 s on 2 CPU cores. Expected: digits of the class asked
+(docs/dcgan_mnist_cond_samples.png) and, in classifier space, 98.4% of 10,000 EMA samples
+read as their class, FID 10.55, intra-FID 33.9: see experiments/BASELINES.md.
 """
 
 from gen_jax.config_lib import config_beside
