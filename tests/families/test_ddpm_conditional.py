@@ -124,6 +124,7 @@ def test_a_dataset_without_labels_or_with_more_classes_is_refused():
   labels_lib.check(np.array([0, 9]), config)
 
 
+@pytest.mark.slow
 def test_the_null_class_with_a_zero_embedding_is_the_unconditional_model():
   """The null label adds its embedding row to the timestep embedding: where that row is 0,
   the conditional UNet on the null label is the unconditional UNet with the same weights."""
