@@ -8,6 +8,8 @@ the sample's id, as its noise is, so it does not depend on the batch or the devi
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
@@ -32,6 +34,12 @@ def for_ids(config: ConfigDict, ids: Any, xp: Any = np) -> Any:
   the host, jax.numpy inside a jitted sampler)."""
   table = xp.asarray(classes(config), dtype=xp.int32)
   return table[ids % len(table)]
+
+
+def asked(config: ConfigDict, ids: jax.Array) -> jax.Array | None:
+  """What a model's sampler is given for sample ids [n]: `for_ids` in jax.numpy, int32 [n],
+  or None for an unconditional model."""
+  return for_ids(config, ids, jnp) if num_classes(config) else None
 
 
 def check(labels: np.ndarray, config: ConfigDict) -> None:

@@ -158,7 +158,7 @@ def make(config: ConfigDict) -> Family:
 
   def sample(params, rng, ids):
     keys = example_keys(rng, ids)
-    labels = labels_lib.for_ids(config, ids, jnp) if num_classes else None
+    labels = labels_lib.asked(config, ids)
     model_fn = lambda xt, t: predict(params, xt, t, labels, smp.guidance)  # noqa: E731
     if smp.sampler == 'ddpm':
       return samplers.ddpm_sample(model_fn, schedule, keys, shape)

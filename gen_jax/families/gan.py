@@ -204,7 +204,7 @@ def make(config: ConfigDict) -> Family:
     return {'d_test': logits}
 
   def sample(params, rng, ids):
-    labels = labels_lib.for_ids(config, ids, jnp) if num_classes else None
+    labels = labels_lib.asked(config, ids)
     return run_generator(params['generator'], latents(example_keys(rng, ids), 0), labels,
                          False)[0]
 

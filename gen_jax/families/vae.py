@@ -130,7 +130,7 @@ def make(config: ConfigDict) -> Family:
 
   def sample(params, rng, ids):
     z = jax.vmap(lambda k: jax.random.normal(k, (m.latent_dim,)))(example_keys(rng, ids))
-    labels = labels_lib.for_ids(config, ids, jnp) if num_classes else None
+    labels = labels_lib.asked(config, ids)
     return mean_image(model.apply({'params': params}, z, labels, method=ConvVAE.decode))
 
   def reconstruct(params, images, labels):
