@@ -36,10 +36,16 @@ def for_ids(config: ConfigDict, ids: Any, xp: Any = np) -> Any:
   return table[ids % len(table)]
 
 
+def given(config: ConfigDict, labels: Any) -> Any:
+  """What a model is conditioned on: `labels` [n] for a conditional model, None for an
+  unconditional one."""
+  return labels if num_classes(config) else None
+
+
 def asked(config: ConfigDict, ids: jax.Array) -> jax.Array | None:
   """What a model's sampler is given for sample ids [n]: `for_ids` in jax.numpy, int32 [n],
   or None for an unconditional model."""
-  return for_ids(config, ids, jnp) if num_classes(config) else None
+  return given(config, for_ids(config, ids, jnp))
 
 
 def check(labels: np.ndarray, config: ConfigDict) -> None:

@@ -107,8 +107,8 @@ def make(config: ConfigDict) -> Family:
     return eps, jnp.broadcast_to(log_var, eps.shape)
 
   def init(rng, images):
-    labels = jnp.zeros((1,), jnp.int32) if num_classes else None
-    params = model.init(rng, images[:1], jnp.zeros((1,), jnp.int32), labels=labels)['params']
+    params = model.init(rng, images[:1], jnp.zeros((1,), jnp.int32),
+                        labels=labels_lib.given(config, jnp.zeros((1,), jnp.int32)))['params']
     return state_lib.create(params, tx)
 
   def train_step(state, batch, rng):
@@ -151,7 +151,7 @@ def make(config: ConfigDict) -> Family:
 
   def eval_step(state, batch, rng):
     keys = example_keys(rng, batch['id'])
-    labels = batch['label'] if num_classes else None  # the bound of p(x | its class)
+    labels = labels_lib.given(config, batch['label'])  # the bound of p(x | its class)
     nll = likelihood.nll_bound(schedule, mean_logvar(state.ema_params, labels), batch['image'],
                                keys)
     return {'nll': nll, 'bpd': nll / (num_dims * np.log(2))}

@@ -118,7 +118,7 @@ def make(config: ConfigDict) -> Family:
 
   def init(rng, images):
     g_key, d_key = jax.random.split(rng)
-    labels = jnp.zeros((1,), jnp.int32) if num_classes else None
+    labels = labels_lib.given(config, jnp.zeros((1,), jnp.int32))
     g_vars = generator.init(g_key, jnp.zeros((1, z_dim)), train=False, labels=labels)
     d_vars = discriminator.init(d_key, images[:1], train=False, labels=labels)
     params = {'generator': g_vars['params'], 'discriminator': d_vars['params']}
@@ -200,7 +200,7 @@ def make(config: ConfigDict) -> Family:
   def eval_step(state, batch, rng):
     del rng
     logits, _ = run_critic(state.params['discriminator'], state.model_state['discriminator'],
-                           batch['image'], batch['label'] if num_classes else None, False)
+                           batch['image'], labels_lib.given(config, batch['label']), False)
     return {'d_test': logits}
 
   def sample(params, rng, ids):

@@ -57,10 +57,6 @@ def make(config: ConfigDict) -> Family:
   num_dims = size * size * channels
   iw_samples, iw_chunk = config.eval.iw_samples, config.eval.iw_chunk
 
-  def given(labels):
-    """The labels [B] the model is conditioned on; None for an unconditional VAE."""
-    return labels if num_classes else None
-
   def log_likelihood(params, x, z, labels):
     """log p(x | z) (or p(x | z, y)) per example, [B]."""
     out = model.apply({'params': params}, z, labels, method=ConvVAE.decode)
@@ -102,13 +98,13 @@ def make(config: ConfigDict) -> Family:
         log_w.transpose(1, 0, 2).reshape(x.shape[0], iw_samples))
 
   def init(rng, images):
-    params = model.init(rng, images[:1], jnp.zeros((1,), jnp.int32) if num_classes else None
-                        )['params']
+    params = model.init(rng, images[:1],
+                        labels_lib.given(config, jnp.zeros((1,), jnp.int32)))['params']
     return state_lib.create(params, tx)
 
   def train_step(state, batch, rng):
     def loss_fn(params, batch):
-      terms = elbo_terms(params, batch['image'], given(batch['label']),
+      terms = elbo_terms(params, batch['image'], labels_lib.given(config, batch['label']),
                          example_keys(rng, batch['id']))
       loss = jnp.mean(vae_losses.beta_loss(terms, config.loss.beta))
       return parallel.pmean(loss), parallel.pmean({k: jnp.mean(v) for k, v in terms.items()})
@@ -120,11 +116,11 @@ def make(config: ConfigDict) -> Family:
     return state, {'loss': loss, **metrics, **norms}
 
   def eval_step(state, batch, rng):
-    keys = example_keys(rng, batch['id'])
-    terms = elbo_terms(state.ema_params, batch['image'], given(batch['label']), keys)
+    keys, labels = example_keys(rng, batch['id']), labels_lib.given(config, batch['label'])
+    terms = elbo_terms(state.ema_params, batch['image'], labels, keys)
     terms['bpd'] = -terms['elbo'] / (num_dims * np.log(2))
     if iw_samples:
-      terms['nll_iw'] = iw_nll(state.ema_params, batch['image'], given(batch['label']), keys)
+      terms['nll_iw'] = iw_nll(state.ema_params, batch['image'], labels, keys)
       terms['nll_bpd'] = terms['nll_iw'] / (num_dims * np.log(2))
     return terms
 
@@ -134,7 +130,7 @@ def make(config: ConfigDict) -> Family:
     return mean_image(model.apply({'params': params}, z, labels, method=ConvVAE.decode))
 
   def reconstruct(params, images, labels):
-    return mean_image(model.apply({'params': params}, images, given(labels)))
+    return mean_image(model.apply({'params': params}, images, labels_lib.given(config, labels)))
 
   return Family('vae', init, train_step, eval_step, sample, reconstruct,
                 networks=('encoder', 'decoder'))

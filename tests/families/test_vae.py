@@ -1,6 +1,5 @@
 """VAE family: the importance-weighted bound against a brute-force integral, training, errors."""
 
-import importlib.util
 import os
 
 import jax
@@ -8,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax import config_lib, parallel
 from gen_jax import experiment as experiment_lib
-from gen_jax import parallel
 from gen_jax.data import augment, pipeline
 from gen_jax.distributions import bernoulli_log_likelihood, gaussian_log_density
 from gen_jax.errors import UserError
@@ -20,10 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def load_config(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """get_config() of configs/NAME.py."""
+  return config_lib.config_beside(os.path.join(REPO, 'configs', f'{name}.py'), name)
 
 
 def tiny_config(tfds_dir, **model):
