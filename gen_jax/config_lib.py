@@ -154,13 +154,29 @@ def _ddpm(c: ConfigDict) -> None:
   # num_classes: 0 unconditional; K > 0 conditioned on labels 0..K-1 (K: the null class)
   c.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
                  dropout=0.1, num_classes=0)
-  # label_dropout: the probability of training on the null class (class-conditional only)
-  c.diffusion = dict(num_steps=1000, schedule='linear', prediction='eps', min_snr_gamma=0.0,
-                     learn_variance=False, vlb_weight=0.001, label_dropout=0.1)
+  # formulation: 'ddpm' (timesteps of `schedule`, a network predicting `prediction`) or 'edm'
+  # (Karras et al. 2022: a preconditioned denoiser for data of std sigma_data, trained at
+  # ln sigma ~ N(p_mean, p_std^2)); label_dropout: the probability of training on the null
+  # class (class-conditional only)
+  c.diffusion = dict(formulation='ddpm', num_steps=1000, schedule='linear', prediction='eps',
+                     min_snr_gamma=0.0, learn_variance=False, vlb_weight=0.001,
+                     label_dropout=0.1, sigma_data=0.5, p_mean=-1.2, p_std=1.2)
+  # sampler: ddpm or ddim (timesteps, ddpm formulation), or euler, heun or dpmpp_2m (noise
+  # levels; a ddpm model through EDM's VP wrapper)
   c.sample.sampler = 'ddpm'
   c.sample.steps = 1000
   c.sample.eta = 0.0
-  c.sample.spacing = 'uniform'  # DDIM timesteps: uniform, trailing or quadratic
+  # spacing: timesteps uniform, trailing or quadratic; noise levels karras (with rho) or
+  # logsnr, from sigma_max down to sigma_min (within a ddpm model's schedule)
+  c.sample.spacing = 'uniform'
+  c.sample.rho = 7.0
+  c.sample.sigma_min = 0.002
+  c.sample.sigma_max = 80.0
+  # heun with churn > 0: EDM's stochastic sampler (S_churn, S_tmin, S_tmax, S_noise)
+  c.sample.churn = 0.0
+  c.sample.s_tmin = 0.0
+  c.sample.s_tmax = float('inf')
+  c.sample.s_noise = 1.0
   c.sample.variance = 'large'  # small, large, or learned (with learn_variance)
   c.sample.guidance = 0.0  # classifier-free guidance weight w (class-conditional only)
   c.optim.learning_rate = 2e-4

@@ -20,7 +20,8 @@ ModelFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 SPACINGS = ('uniform', 'trailing', 'quadratic')
 
 
-def _noise(keys: jax.Array, step: jax.Array | int, shape: tuple[int, ...]) -> jax.Array:
+def example_noise(keys: jax.Array, step: jax.Array | int, shape: tuple[int, ...]) -> jax.Array:
+  """Standard normal noise [B, *shape], sample b's from fold_in(keys[b], step)."""
   return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, step), shape))(keys)
 
 
@@ -46,10 +47,10 @@ def ddpm_sample(model_fn: ModelFn, s: Schedule, keys: jax.Array, shape: tuple[in
     eps, log_var = model_fn(x, tb)
     x0 = _maybe_clip(x0_from_eps(s, x, tb, eps), clip)
     mean = s.posterior_mean_coef1[t] * x0 + s.posterior_mean_coef2[t] * x
-    noise = jnp.where(t > 0, jnp.exp(0.5 * log_var), 0.0) * _noise(keys, t, shape)
+    noise = jnp.where(t > 0, jnp.exp(0.5 * log_var), 0.0) * example_noise(keys, t, shape)
     return mean + noise, None
 
-  x_t = _noise(keys, t_max, shape)
+  x_t = example_noise(keys, t_max, shape)
   x0, _ = jax.lax.scan(step, x_t, jnp.arange(t_max - 1, -1, -1))
   return x0
 
@@ -94,9 +95,9 @@ def ddim_sample(eps_fn: EpsFn, s: Schedule, keys: jax.Array, shape: tuple[int, .
     abar, abar_prev = s.alphas_cumprod[t], jnp.where(t_prev >= 0, s.alphas_cumprod[t_prev], 1.0)
     sigma = eta * jnp.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
     x = (jnp.sqrt(abar_prev) * x0 + jnp.sqrt(jnp.maximum(1 - abar_prev - sigma ** 2, 0)) * eps
-         + sigma * _noise(keys, t, shape))
+         + sigma * example_noise(keys, t, shape))
     return x, None
 
-  x_t = _noise(keys, s.num_steps, shape)
+  x_t = example_noise(keys, s.num_steps, shape)
   x0, _ = jax.lax.scan(step, x_t, (steps[::-1], prev_steps[::-1]))
   return x0

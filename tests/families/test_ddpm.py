@@ -108,7 +108,7 @@ def test_samples_follow_their_ids(tfds_dir):
 
 @pytest.mark.parametrize('section,key,value,message', [
     ('diffusion', 'prediction', 'score', "diffusion.prediction='score'"),
-    ('sample', 'sampler', 'euler', "sample.sampler='euler'"),
+    ('sample', 'sampler', 'plms', "sample.sampler='plms'"),
     ('sample', 'steps', 5000, 'sample.steps=5000: expected 1 to 200'),
     ('sample', 'variance', 'learned', "sample.variance='learned' needs diffusion.learn_var"),
 ])
