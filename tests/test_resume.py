@@ -32,6 +32,11 @@ def conditional_ddpm_args(workdir, tfds_dir):
           '--config.diffusion.label_dropout=0.3']
 
 
+def edm_args(workdir, tfds_dir):
+  return [*ddpm_args(workdir, tfds_dir), '--config.diffusion.formulation=edm',
+          '--config.sample.sampler=heun', '--config.sample.spacing=karras']
+
+
 def gan_args(workdir, tfds_dir):
   return gan_digits_args(workdir, tfds_dir, '--config.train.log_every=1',
                          '--config.sample.every_steps=0', '--config.data.random_flip=True')
@@ -50,6 +55,7 @@ def without_timing(rows):
     pytest.param(vae_args, 1500, 100, id='vae', marks=pytest.mark.slow),
     pytest.param(ddpm_args, 300, 50, id='ddpm', marks=pytest.mark.slow),
     pytest.param(conditional_ddpm_args, 300, 50, id='conditional_ddpm', marks=pytest.mark.slow),
+    pytest.param(edm_args, 300, 50, id='edm', marks=pytest.mark.slow),
     pytest.param(gan_args, 300, 50, id='gan'),
     pytest.param(conditional_gan_args, 300, 50, id='conditional_gan', marks=pytest.mark.slow)])
 def test_sigkill_and_restart_reproduces_the_uninterrupted_run(tmp_path, tfds_dir, make_args,
