@@ -152,8 +152,9 @@ def _gan(c: ConfigDict) -> None:
 def _ddpm(c: ConfigDict) -> None:
   """Ho et al. (2020)'s CIFAR-10 UNet, schedule, ancestral sampler and optimizer."""
   # num_classes: 0 unconditional; K > 0 conditioned on labels 0..K-1 (K: the null class)
-  c.model = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
-                 dropout=0.1, num_classes=0)
+  # arch: 'ddpm' (Ho et al.'s UNet) or 'ddpmpp' (EDM's DDPM++, Song et al. 2021)
+  c.model = dict(arch='ddpm', ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
+                 attn_resolutions=(16,), dropout=0.1, num_classes=0)
   # formulation: 'ddpm' (timesteps of `schedule`, a network predicting `prediction`) or 'edm'
   # (Karras et al. 2022: a preconditioned denoiser for data of std sigma_data, trained at
   # ln sigma ~ N(p_mean, p_std^2)); label_dropout: the probability of training on the null

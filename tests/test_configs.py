@@ -30,6 +30,8 @@ ON_DIGITS = ('--config.data.name=digits', '--config.data.channels=1', '--config.
              '--config.train.num_steps=2', '--config.sample.every_steps=0')
 EXTRA = {'ddpm_cifar10': ('--config.model.ch=32', '--config.model.ch_mult=(1,2)'),
          'ddpm_cifar10_cond': ('--config.model.ch=32', '--config.model.ch_mult=(1,2)'),
+         'edm_cifar10': ('--config.model.ch=32', '--config.model.ch_mult=(1,2)',
+                         '--config.model.num_res_blocks=1'),
          'classifier_mnist': ('--config.evals.likelihood.num_examples=297',)}
 
 

@@ -27,9 +27,11 @@ from gen_jax.diffusion import edm, likelihood, losses, samplers, sigma_samplers
 from gen_jax.diffusion import schedules as sch
 from gen_jax.errors import ConfigError
 from gen_jax.families import Family
+from gen_jax.models.song_unet import SongUNet
 from gen_jax.models.unet import UNet
 from gen_jax.rng import example_keys
 
+ARCHS = ('ddpm', 'ddpmpp')  # Ho et al.'s UNet, EDM's DDPM++ (models/song_unet.py)
 FORMULATIONS = ('ddpm', 'edm')
 TIMESTEP_SAMPLERS = ('ddpm', 'ddim')
 SAMPLERS = (*TIMESTEP_SAMPLERS, *sigma_samplers.SOLVERS)
@@ -41,7 +43,8 @@ def _check_config(config: ConfigDict) -> None:
   edm_model = d.formulation == 'edm'
   spacings = (() if edm_model else samplers.SPACINGS) + (
       () if smp.sampler in TIMESTEP_SAMPLERS else sigma_samplers.SIGMA_SPACINGS)
-  for key, value, allowed in (('diffusion.formulation', d.formulation, FORMULATIONS),
+  for key, value, allowed in (('model.arch', m.arch, ARCHS),
+                              ('diffusion.formulation', d.formulation, FORMULATIONS),
                               ('diffusion.prediction', d.prediction, losses.PREDICTIONS),
                               ('diffusion.schedule', d.schedule, sch.SCHEDULES),
                               ('sample.sampler', smp.sampler,
@@ -114,9 +117,13 @@ def make(config: ConfigDict) -> Family:
   except ValueError as e:
     raise ConfigError(str(e)) from None
   num_classes = labels_lib.num_classes(config)  # also the null class's label
-  model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
-               m.dropout, channels * (2 if d.learn_variance else 1), m.get('remat', False),
-               num_classes)
+  out_ch = channels * (2 if d.learn_variance else 1)
+  if m.arch == 'ddpmpp':
+    model = SongUNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
+                     m.dropout, out_ch, num_classes)
+  else:
+    model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
+                 m.dropout, out_ch, m.get('remat', False), num_classes)
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   shape = (size, size, channels)
   num_dims = size * size * channels
