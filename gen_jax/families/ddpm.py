@@ -52,8 +52,9 @@ def _check_config(config: ConfigDict) -> None:
                               ('sample.spacing', smp.spacing, spacings),
                               ('sample.variance', smp.variance, VARIANCES)):
     if value not in allowed:
+      why = edm_model and key.startswith('sample.')
       raise ConfigError(f'{key}={value!r}: expected one of {allowed}'
-                        + (" with diffusion.formulation='edm'" if edm_model else ''))
+                        + (" with diffusion.formulation='edm'" if why else ''))
   if smp.variance == 'learned' and not d.learn_variance:
     raise ConfigError("sample.variance='learned' needs diffusion.learn_variance=True")
   if edm_model and d.learn_variance:
@@ -84,14 +85,13 @@ def sampling_sigmas(config: ConfigDict, schedule: sch.Schedule | None) -> np.nda
   timesteps (`sample.spacing` uniform, trailing or quadratic), or karras / logsnr levels
   from sample.sigma_max to sample.sigma_min (within the schedule's range for a ddpm model)."""
   smp = config.sample
+  levels = None if schedule is None else np.asarray(edm.vp_sigmas(schedule), np.float64)
   if smp.spacing in samplers.SPACINGS:
-    levels = np.asarray(edm.vp_sigmas(schedule), np.float64)
     steps = samplers.timesteps(schedule.num_steps, smp.steps, smp.spacing)
     return np.append(levels[steps][::-1], 0.0)
   low, high = smp.sigma_min, smp.sigma_max
-  if schedule is not None:
-    levels = edm.vp_sigmas(schedule)
-    low, high = max(low, float(levels[0])), min(high, float(levels[-1]))
+  if levels is not None:
+    low, high = max(low, levels[0]), min(high, levels[-1])
   return sigma_samplers.make_sigmas(smp.spacing, smp.steps, low, high, smp.rho)
 
 
