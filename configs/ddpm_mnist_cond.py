@@ -8,8 +8,8 @@ images/s for either model's step, `benchmarks/train_throughput.py`).
 
 Samples ask for the classes 0-9 in turn (`sample.labels` picks others: `=(3,)` for threes);
 grids show one row per class. `--config.sample.guidance=W` sets the guidance weight for
-sampling and evaluation. Measured (experiments/BASELINES.md, the guidance sweep): 17 min 19 s
-of training; at w = 1 its samples are the asked digit 70.5% of the time (FID 81.6 in
+sampling and evaluation. Measured (experiments/BASELINES.md, the guidance sweep, with the
+training time): at w = 1 its samples are the asked digit 70.5% of the time (FID 81.6 in
 classifier space), at w = 4 90%: short of the 99% it is meant to reach. The same model with
 `--config.diffusion.formulation=edm` and EDM's Heun sampler is far better at w = 1 (FID 30.6
 against 108 over 2,000 samples) but still asks for more training.
