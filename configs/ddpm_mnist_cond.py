@@ -12,7 +12,7 @@ sampling and evaluation. Measured (experiments/BASELINES.md, the guidance sweep,
 training time): at w = 1 its samples are the asked digit 70.5% of the time (FID 81.6 in
 classifier space), at w = 4 90%: short of the 99% it is meant to reach. The same model with
 `--config.diffusion.formulation=edm` and EDM's Heun sampler is far better at w = 1 (FID 30.6
-against 108 over 2,000 samples) but still asks for more training.
+against 86.3 over 2,000 samples) but still asks for more training.
 """
 
 from gen_jax.config_lib import config_beside
