@@ -74,6 +74,7 @@ def base_config() -> ConfigDict:
   c.eval.only = ''  # --mode=eval: the evaluators to run, comma-separated; '': all of them
   c.eval.watch = False  # --mode=eval: evaluate each new checkpoint until train.num_steps
   c.eval.watch_interval = 30  # seconds between looks for a new checkpoint
+  c.eval.checkpoint_step = 0  # --mode=eval: the checkpoint to evaluate (0: the newest)
   # The evaluators, NAME -> evaluator(TYPE, ...): each runs every `every_steps` during
   # training (0: only in --mode=eval) and writes its own metrics lines (gen_jax.evaluators).
   c.evals = ConfigDict()
@@ -185,6 +186,12 @@ def _ddpm(c: ConfigDict) -> None:
   c.optim.grad_clip = 1.0
   c.optim.ema_decay = 0.9999
   c.evals.likelihood = evaluator('likelihood')  # bits/dim
+  # --mode=edit, on the noise levels of `sample` (steps, spacing): the first `num` images of
+  # `source` (a folder of images; '': data.eval_split) regenerated where `mask` (none, box,
+  # half, random with `fraction`, or a mask image's path) is 0; strength 1: inpainting from
+  # noise, below 1: SDEdit from that share of the steps; RePaint's jump and resample count.
+  c.edit = dict(source='', num=16, mask='box', fraction=0.5, strength=1.0, jump=10,
+                resample=10, output='')
 
 
 def _vae(c: ConfigDict) -> None:
@@ -218,7 +225,7 @@ def family_config(family: str) -> ConfigDict:
   # The layers' compute dtype, float32 or bfloat16 (gen_jax.nn.kernels): parameters,
   # optimizer state, norm statistics and the networks' outputs stay float32.
   c.model.dtype = 'float32'
-  c.model.remat = False  # recompute activations in the backward pass (the DDPM UNet's blocks)
+  c.model.remat = False  # recompute activations in the backward pass (the UNets' blocks)
   return c
 
 
@@ -255,7 +262,7 @@ def validate(config: ConfigDict) -> None:
     _check(value > 0, f'{key}={value}: expected a positive integer')
   for key in ('checkpoint.every_steps', 'sample.every_steps', 'data.crop_size',
               'data.num_threads', 'data.num_workers', 'optim.grad_clip', 'optim.warmup_steps',
-              'train.profile_steps'):
+              'train.profile_steps', 'eval.checkpoint_step'):
     value = lookup(config, key)
     _check(value >= 0, f'{key}={value}: expected 0 or a positive integer')
   _check(config.data.in_memory_gib >= 0,

@@ -36,6 +36,7 @@ class Experiment(NamedTuple):
   sample: Callable[[Any, jax.Array, jax.Array], jax.Array] | None
   # (params, eval batch) -> (model inputs, reconstructions), both [B, H, W, C] in [-1, 1]
   reconstruct: Callable[[Any, dict], tuple[jax.Array, jax.Array]] | None
+  edit: Callable[..., jax.Array] | None  # Family.edit on the mesh
 
 
 def build(config: ConfigDict) -> Experiment:
@@ -81,7 +82,9 @@ def build(config: ConfigDict) -> Experiment:
                                        (REPLICATED, REPLICATED)),
       sample=family.sample and parallel.data_parallel(
           family.sample, mesh, (REPLICATED, REPLICATED, BATCH), BATCH),
-      reconstruct=reconstruct)
+      reconstruct=reconstruct,
+      edit=family.edit and parallel.data_parallel(
+          family.edit, mesh, (REPLICATED, REPLICATED) + (BATCH,) * 4, BATCH))
 
 
 def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int = 0) -> Any:
@@ -95,6 +98,26 @@ def generate(exp: Experiment, params: Any, rng: jax.Array, num: int, start: int 
                        jax.sharding.NamedSharding(exp.mesh, BATCH))
   images = multihost_utils.process_allgather(exp.sample(params, rng, ids), tiled=True)
   return np.asarray(images)[:num]
+
+
+def edit_images(exp: Experiment, params: Any, given: np.ndarray, masks: np.ndarray,
+                classes: np.ndarray) -> np.ndarray:
+  """Returns the edits (`Family.edit`, the sample stream's key, ids 0..n-1) of uint8 images
+  `given` [n, H, W, C] with `masks` [n, H, W, 1] and `classes` [n], as uint8 [n, H, W, C],
+  in batches of eval.batch_size padded to a multiple of the device count."""
+  batch, n = exp.config.eval.batch_size, len(given)
+  sharding = jax.sharding.NamedSharding(exp.mesh, BATCH)
+  out = []
+  for start in range(0, n, batch):
+    ids = np.arange(start, min(start + batch, n))
+    padded = np.resize(ids, parallel.padded_size(len(ids), exp.mesh))  # repeats, then drops
+    x = augment.prepare_images(jnp.asarray(given[padded]), jnp.asarray(padded), exp.keys.eval,
+                               binarize=False, random_flip=False)
+    args = (np.asarray(x), masks[padded], classes[padded].astype(np.int32))
+    edited = exp.edit(params, exp.keys.sample, *(jax.device_put(a, sharding)
+                                                 for a in (padded.astype(np.int32), *args)))
+    out.append(np.asarray(multihost_utils.process_allgather(edited, tiled=True))[:len(ids)])
+  return images.to_uint8(np.concatenate(out))
 
 
 def sample_images(exp: Experiment, params: Any, num: int) -> np.ndarray:

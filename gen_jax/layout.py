@@ -84,6 +84,11 @@ def samples_file(workdir: str | os.PathLike, step: int) -> epath.Path:
   return samples_dir(workdir) / f'samples_step_{int(step):07d}.npz'
 
 
+def edits_file(workdir: str | os.PathLike, step: int) -> epath.Path:
+  """samples/edits_step_STEP.npz: --mode=edit's images of checkpoint STEP."""
+  return samples_dir(workdir) / f'edits_step_{int(step):07d}.npz'
+
+
 def eval_file(workdir: str | os.PathLike, evaluator: str, step: int) -> epath.Path:
   return path(workdir) / 'eval' / evaluator / f'step_{step:07d}.json'
 

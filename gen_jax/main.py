@@ -1,7 +1,7 @@
-"""The gen_jax command line: one config, one workdir, five modes.
+"""The gen_jax command line: one config, one workdir, six modes.
 
   python -m gen_jax.main --config=configs/NAME.py --workdir=DIR \
-      [--mode=train|eval|sample|summary] [--config.KEY=VALUE ...] \
+      [--mode=train|eval|sample|edit|summary] [--config.KEY=VALUE ...] \
       [--distributed | --coordinator_address=HOST:PORT --num_processes=N --process_id=I]
 
 A thin layer over importable functions (`gen_jax.train`, `gen_jax.modes`): bad input of
@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from gen_jax import cpu_runtime, layout
 from gen_jax.errors import ConfigError, UserError
 
-MODES = ('train', 'eval', 'sample', 'summary', 'prepare')
+MODES = ('train', 'eval', 'sample', 'edit', 'summary', 'prepare')
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.')
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> None:
   quiet_orbax_noise()
   from gen_jax import modes, stop, train  # pylint: disable=g-import-not-at-top
   run = {'train': train.train_and_evaluate, 'eval': modes.evaluate_checkpoint,
-         'sample': modes.sample, 'summary': modes.summary,
+         'sample': modes.sample, 'edit': modes.edit, 'summary': modes.summary,
          'prepare': modes.prepare}[_MODE.value]
   try:
     run(_CONFIG.value, _WORKDIR.value)

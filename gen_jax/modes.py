@@ -4,6 +4,7 @@ preparing its dataset."""
 import json
 import logging
 import math
+import os
 import time
 
 import jax
@@ -12,9 +13,11 @@ from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluators, images, labels, layout
 from gen_jax import experiment as experiment_lib
+from gen_jax import masks as masks_lib
 from gen_jax.checkpoint import latest_step, restore_checkpoint
-from gen_jax.data import sources
-from gen_jax.errors import UserError
+from gen_jax.data import image_builders, pipeline, sources
+from gen_jax.diffusion import editing
+from gen_jax.errors import ConfigError, UserError
 from gen_jax.metric_writer import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,18 @@ def _evaluate_step(exp: experiment_lib.Experiment, evals: list[evaluators.Evalua
 
 
 def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str, float]]:
-  """Runs the evaluators of `eval.only` (default: all of config.evals) on the newest
-  checkpoint. With `eval.watch`, an evaluation job beside training: evaluates each new
-  checkpoint (each evaluator that has no result for it yet) until train.num_steps.
+  """Runs the evaluators of `eval.only` (default: all of config.evals) on checkpoint
+  `eval.checkpoint_step` (0: the newest). With `eval.watch`, an evaluation job beside
+  training: evaluates each new checkpoint (each evaluator that has no result for it yet)
+  until train.num_steps.
 
   Returns {evaluator name: metrics} of the last checkpoint evaluated.
   """
   config_lib.validate(config)
+  pinned = config.eval.checkpoint_step
+  if pinned and config.eval.watch:
+    raise UserError(f'eval.checkpoint_step={pinned} with eval.watch=True: expected one of '
+                    'them (watch evaluates each new checkpoint)')
   exp = experiment_lib.build(config)
   evals = evaluators.build(config.evals, experiment_lib.eval_run(exp),
                            evaluators.selected(config.evals, config.eval.only))
@@ -65,6 +73,7 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str,
     step = latest_step(directory)
     if step is None and not config.eval.watch:
       raise UserError(f'no checkpoint in {directory}: run --mode=train first')
+    step = pinned or step
     if step is not None and step != evaluated:
       todo = [e for e in evals if not (config.eval.watch and
                                        layout.eval_file(workdir, e.name, step).exists())]
@@ -103,6 +112,101 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
     path.with_suffix('.png').write_bytes(images.png_bytes(images.make_grid(result)))
   log.info('Wrote %d samples of step %d to %s (grid: %s).', len(result), step, path,
            path.with_suffix('.png'))
+  return result
+
+
+def _check_edit(config: ConfigDict) -> None:
+  e = config.edit
+  for key, ok, expected in (
+      ('num', e.num > 0, 'a positive integer'),
+      ('strength', 0.0 < e.strength <= 1.0, 'a value in (0, 1]'),
+      ('jump', e.jump > 0, 'a positive integer'),
+      ('resample', e.resample > 0, 'a positive integer'),
+      ('fraction', 0.0 <= e.fraction <= 1.0, 'a value in [0, 1]'),
+      ('mask', e.mask in masks_lib.SHAPES or layout.path(e.mask).is_file(),
+       f'one of {masks_lib.SHAPES} or the path of a mask image')):
+    if not ok:
+      raise ConfigError(f'edit.{key}={e[key]!r}: expected {expected}')
+  taken = config.sample.steps - editing.start_level(config.sample.steps, e.strength)
+  if e.resample > 1 and e.jump >= taken:
+    raise ConfigError(f'edit.jump={e.jump} with edit.resample={e.resample}: expected a jump '
+                      f'below {taken}, the steps this edit takes (sample.steps='
+                      f'{config.sample.steps} at edit.strength={e.strength})')
+
+
+def edit_sources(config: ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+  """The first edit.num images of edit.source (a folder, its classes in sorted order if it
+  has class folders; '': data.eval_split) as uint8 [n, H, W, C] at the config's size, and
+  their labels int32 [n] (-1: none)."""
+  data, e = config.data, config.edit
+  if not e.source:
+    batch = next(pipeline.eval_batches(data, data.eval_split, e.num, e.num, 0, 1, 'edit.num'))
+    return batch['image'], batch['label'].astype(np.int32)
+  try:
+    classes = image_builders.list_image_folder(e.source)
+  except (OSError, ValueError) as err:
+    raise UserError(f'edit.source={e.source!r}: {err}') from None
+  files = [(label if name else -1, path) for label, (name, paths) in enumerate(classes.items())
+           for path in paths][:e.num]
+  if labels.num_classes(config) and max(label for label, _ in files) >= labels.num_classes(
+      config):
+    raise UserError(f'edit.source={e.source!r} has {len(classes)} class folders but '
+                    f'model.num_classes={labels.num_classes(config)}')
+  if len(files) < e.num:
+    raise UserError(f'edit.num={e.num} but edit.source={e.source!r} holds only {len(files)} '
+                    'images')
+  mode = 'L' if data.channels == 1 else 'RGB'
+  try:
+    given = np.stack([image_builders.load_image(os.path.join(e.source, path), path, mode,
+                                                data.crop_size, data.image_size)
+                      for _, path in files])
+  except ValueError as err:
+    raise UserError(str(err)) from None
+  return given, np.asarray([label for label, _ in files], np.int32)
+
+
+def edit(config: ConfigDict, workdir: str) -> np.ndarray:
+  """Edits the images of `edit_sources` with the EMA params of checkpoint
+  `sample.checkpoint_step` (0: the newest): regenerates them where the edit.mask is 0, from
+  noise (edit.strength 1: inpainting) or from the image noised part of the way (SDEdit). A
+  class-conditional model is asked for each image's label (from the split or the class
+  folders), or, where there is none, for `sample.labels` in turn. Writes `edit.output`
+  (default: `layout.edits_file`) with 'given', 'edited' (uint8 [n, H, W, C]) and 'masks'
+  (float32 [n, H, W, 1]), and beside it a grid (.png) with one column per image: given,
+  given with the regenerated pixels grey, edited.
+
+  Returns: the edited images, uint8 [n, H, W, C].
+  """
+  config_lib.validate(config)
+  exp = experiment_lib.build(config)
+  if exp.edit is None:
+    raise UserError(f'family {config.family!r} does not edit images: --mode=edit is the '
+                    "diffusion family's (ddpm)")
+  _check_edit(config)
+  e = config.edit
+  given, classes = edit_sources(config)
+  ids = np.arange(len(given))
+  classes = np.where(classes >= 0, classes, labels.for_ids(config, ids))
+  try:
+    shown = masks_lib.masks(e.mask, config.data.image_size, ids, e.fraction, config.seed,
+                            config.data.crop_size)
+  except (OSError, ValueError) as err:
+    raise ConfigError(f'edit.mask={e.mask!r}: {err}') from None
+  state, step = restore_checkpoint(layout.checkpoints(workdir), exp.abstract_state,
+                                   exp.family.name, config.sample.checkpoint_step or None)
+  result = experiment_lib.edit_images(exp, state.ema_params, given, shown, classes)
+  path = layout.path(e.output) if e.output else layout.edits_file(workdir, step)
+  if jax.process_index() == 0:
+    layout.make_dirs(path.parent)
+    with path.open('wb') as f:
+      np.savez(f, given=given, edited=result, masks=shown)
+    masked = np.where(shown > 0, given, 128).astype(np.uint8)
+    grid = images.make_grid(np.concatenate([given, masked, result]), columns=len(given))
+    path.with_suffix('.png').write_bytes(images.png_bytes(grid))
+  log.info('Edited %d images with step %d (%s mask, strength %s, %d network evaluations '
+           'each): %s (grid: %s).', len(result), step, e.mask, e.strength,
+           editing.network_evaluations(config.sample.steps, e.strength, e.jump, e.resample),
+           path, path.with_suffix('.png'))
   return result
 
 

@@ -1,4 +1,4 @@
-"""The CLI contract: the four modes' outputs, and one clear line for each kind of bad input."""
+"""The CLI contract: the modes' outputs, and one clear line for each kind of bad input."""
 
 import os
 import subprocess
@@ -93,6 +93,19 @@ def test_eval_mode_matches_the_in_training_eval(trained):
   in_training = read_metrics(workdir, 'eval')[0]
   for key in ('elbo', 'nll_iw', 'kl', 'bpd', 'nll_bpd'):
     assert result[key] == pytest.approx(in_training[key], rel=1e-6)
+
+
+def test_eval_mode_evaluates_the_checkpoint_asked(trained):
+  workdir, args = trained
+  run_cli(*args, '--mode=eval', '--config.eval.checkpoint_step=20')
+  older = read_json(os.path.join(workdir, 'eval', 'likelihood', 'step_0000020.json'))
+  assert older['step'] == 20
+  assert older['elbo'] != pytest.approx(read_metrics(workdir, 'eval')[0]['elbo'], rel=1e-6)
+  result = run_cli(*args, '--mode=eval', '--config.eval.checkpoint_step=30', check=False)
+  assert_one_line_error(result, 'no checkpoint of step 30', '[20, 40]')
+  result = run_cli(*args, '--mode=eval', '--config.eval.checkpoint_step=20',
+                   '--config.eval.watch=True', check=False)
+  assert_one_line_error(result, 'eval.checkpoint_step=20 with eval.watch=True')
 
 
 @pytest.mark.parametrize('override,fragments,status', [

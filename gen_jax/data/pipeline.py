@@ -205,13 +205,15 @@ def eval_source(data: ConfigDict, split: str, num_examples: int,
 
 
 def eval_batches(data: ConfigDict, split: str, num_examples: int, global_batch_size: int,
-                 process_index: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
-  """The first `num_examples` of `split` in tfds order, in global batches padded with mask 0.
+                 process_index: int, process_count: int,
+                 key: str = 'num_examples') -> Iterator[dict[str, np.ndarray]]:
+  """The first `num_examples` of `split` in tfds order, in global batches padded with mask 0
+  (too few examples: a UserError naming the config `key` that asked for them).
 
   Yields: {'image': uint8 [b, H, W, C], 'label', 'id': int32 [b], 'mask': float32 [b]}, this
   process's slice of each global batch; every process yields the same number of batches.
   """
-  source = eval_source(data, split, num_examples)
+  source = eval_source(data, split, num_examples, key)
   ds = grain.MapDataset.source(source)[:num_examples].map_with_index(functools.partial(
       _example, image_size=data.image_size, crop=read_crop_size(data)))
   local = global_batch_size // process_count

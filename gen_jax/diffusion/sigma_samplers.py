@@ -50,17 +50,18 @@ def make_sigmas(spacing: str, n: int, sigma_min: float, sigma_max: float,
   raise ValueError(f'sigma spacing {spacing!r}: expected one of {SIGMA_SPACINGS}')
 
 
-def _column(values: np.ndarray, x: jax.Array) -> jax.Array:
+def as_coefficients(values: np.ndarray, x: jax.Array) -> jax.Array:
   """Coefficients [N] in x's precision (float64 in the convergence tests)."""
   return jnp.asarray(values, x.dtype)
 
 
-def _full(x: jax.Array, sigma: jax.Array) -> jax.Array:
+def sigma_vector(x: jax.Array, sigma: jax.Array) -> jax.Array:
   """A scalar noise level as the [B] vector a DenoiseFn takes."""
   return jnp.full((x.shape[0],), sigma, x.dtype)
 
 
-def _check(sigmas: np.ndarray) -> np.ndarray:
+def check_sigmas(sigmas: np.ndarray) -> np.ndarray:
+  """`sigmas` as float64 [N + 1]; a ValueError unless they decrease to a last level >= 0."""
   sigmas = np.asarray(sigmas, np.float64)
   if sigmas.ndim != 1 or len(sigmas) < 2 or np.any(np.diff(sigmas) >= 0) or sigmas[-1] < 0:
     raise ValueError(f'sigmas {sigmas}: expected at least two, decreasing, ending at >= 0')
@@ -77,7 +78,7 @@ def dpmpp_2m_sample(denoise_fn: DenoiseFn, sigmas: np.ndarray, x: jax.Array,
   The first step, and a last step to sigma = 0, are first order (D' = D_i), as in
   k-diffusion's `sample_dpmpp_2m`. `second_order=False` is Euler, i.e. DDIM with eta = 0.
   """
-  sigmas = _check(sigmas)
+  sigmas = check_sigmas(sigmas)
   n = len(sigmas) - 1
   ratio = sigmas[1:] / sigmas[:-1]
   now, prev = np.ones(n), np.zeros(n)  # the weights of D_i and D_{i-1} in D'
@@ -89,12 +90,12 @@ def dpmpp_2m_sample(denoise_fn: DenoiseFn, sigmas: np.ndarray, x: jax.Array,
   def step(carry, coefs):
     x, denoised_prev = carry
     sigma, ratio, now, prev = coefs
-    denoised = denoise_fn(x, _full(x, sigma))
+    denoised = denoise_fn(x, sigma_vector(x, sigma))
     x = ratio * x + (1 - ratio) * (now * denoised + prev * denoised_prev)
     return (x, denoised), None
 
   (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)),
-                           tuple(_column(c, x) for c in (sigmas[:-1], ratio, now, prev)))
+                           tuple(as_coefficients(c, x) for c in (sigmas[:-1], ratio, now, prev)))
   return x
 
 
@@ -121,7 +122,7 @@ def heun_sample(denoise_fn: DenoiseFn, sigmas: np.ndarray, x: jax.Array,
   fresh noise of scale s_noise (drawn from each sample's key [B], stream i), then takes a
   Heun step to sigma_{i+1} (an Euler step when sigma_{i+1} = 0): 2N - 1 evaluations of
   the denoiser for N steps to 0. x [B, ...] at sigmas[0] -> x [B, ...] at sigmas[-1]."""
-  sigmas = _check(sigmas)
+  sigmas = check_sigmas(sigmas)
   gammas = churn_gammas(sigmas, churn, s_tmin, s_tmax)
   stochastic = bool(np.any(gammas > 0))
   if stochastic and keys is None:
@@ -133,17 +134,17 @@ def heun_sample(denoise_fn: DenoiseFn, sigmas: np.ndarray, x: jax.Array,
   def step(x, i, sigma_hat, added, sigma_next, correct):
     if stochastic:
       x = x + added * example_noise(keys, i, shape)
-    slope = (x - denoise_fn(x, _full(x, sigma_hat))) / sigma_hat
+    slope = (x - denoise_fn(x, sigma_vector(x, sigma_hat))) / sigma_hat
     x_next = x + (sigma_next - sigma_hat) * slope
     if correct:
-      slope_next = (x_next - denoise_fn(x_next, _full(x, sigma_next))) / sigma_next
+      slope_next = (x_next - denoise_fn(x_next, sigma_vector(x, sigma_next))) / sigma_next
       x_next = x + (sigma_next - sigma_hat) * 0.5 * (slope + slope_next)
     return x_next
 
   last = len(sigmas) - 2 if sigmas[-1] == 0 else len(sigmas) - 1  # Heun steps before it
   x, _ = jax.lax.scan(
       lambda x, c: (step(x, c[0], *c[1:], correct=True), None), x,
-      (jnp.arange(last), *(_column(c, x) for c in (sigma_hat[:last], added[:last],
+      (jnp.arange(last), *(as_coefficients(c, x) for c in (sigma_hat[:last], added[:last],
                                                     sigmas[1:last + 1]))))
   if last < len(sigmas) - 1:
     x = step(x, last, sigma_hat[last], added[last], 0.0, correct=False)

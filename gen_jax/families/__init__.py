@@ -29,6 +29,9 @@ class Family(NamedTuple):
       feature network for sample-quality metrics
   networks: the top-level parameter sub-trees that are networks of their own (summary
       counts each); () for one network
+  edit(params, rng, ids [n], images [n, H, W, C], masks [n, H, W, 1], labels [n]) ->
+      images [n, H, W, C] in [-1, 1]: the given images regenerated where mask is 0 (--mode=
+      edit), or None for a family that cannot
   """
   name: str
   init: Callable[..., Any]
@@ -38,6 +41,7 @@ class Family(NamedTuple):
   reconstruct: Callable[..., Any] | None = None
   features: Callable[..., Any] | None = None
   networks: tuple[str, ...] = ()
+  edit: Callable[..., Any] | None = None
 
 
 def get_family(config: ConfigDict) -> Family:

@@ -8,7 +8,8 @@ metric is the EDM loss on test examples.
 Sampling, from EMA params: DDPM ancestral or DDIM over timesteps (ddpm formulation), or the
 noise-level samplers of `sigma_samplers` (Euler, EDM's Heun, stochastic with
 `sample.churn`, DPM-Solver++ 2M) over Karras or log-SNR levels or a schedule's own
-timesteps; a ddpm model runs under them through EDM's VP wrapper.
+timesteps; a ddpm model runs under them through EDM's VP wrapper. `edit` inpaints (RePaint)
+or SDEdits given images with the same denoiser on the same levels (`editing`).
 
 With `model.num_classes` > 0 the UNet is class-conditional; training replaces each label by
 the null class with probability `diffusion.label_dropout`, and sampling applies
@@ -23,7 +24,7 @@ from ml_collections import ConfigDict
 from gen_jax import labels as labels_lib
 from gen_jax import optim, parallel
 from gen_jax import state as state_lib
-from gen_jax.diffusion import edm, likelihood, losses, samplers, sigma_samplers
+from gen_jax.diffusion import editing, edm, likelihood, losses, samplers, sigma_samplers
 from gen_jax.diffusion import schedules as sch
 from gen_jax.errors import ConfigError
 from gen_jax.families import Family
@@ -95,6 +96,18 @@ def sampling_sigmas(config: ConfigDict, schedule: sch.Schedule | None) -> np.nda
   return sigma_samplers.make_sigmas(smp.spacing, smp.steps, low, high, smp.rho)
 
 
+def edit_sigmas(config: ConfigDict, schedule: sch.Schedule | None) -> np.ndarray:
+  """The noise levels [steps + 1] of --mode=edit: `sampling_sigmas` of any sampler's
+  `sample.steps` and `sample.spacing`; a ConfigError if they make no grid. Computed on the
+  host even while the edit is traced."""
+  try:
+    with jax.ensure_compile_time_eval():
+      return sampling_sigmas(config, schedule)
+  except ValueError as e:
+    raise ConfigError(f'--mode=edit walks the levels of sample.steps={config.sample.steps} '
+                      f'and sample.spacing={config.sample.spacing!r}: {e}') from None
+
+
 def drop_labels(labels: jax.Array, keys: jax.Array, rate: float, null: int) -> jax.Array:
   """labels [B], each replaced by the `null` class with probability `rate`, drawn from its
   example's key [B]: the label dropout that trains the unconditional model of guidance."""
@@ -120,7 +133,7 @@ def make(config: ConfigDict) -> Family:
   out_ch = channels * (2 if d.learn_variance else 1)
   if m.arch == 'ddpmpp':
     model = SongUNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
-                     m.dropout, out_ch, num_classes)
+                     m.dropout, out_ch, num_classes, m.get('remat', False))
   else:
     model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
                  m.dropout, out_ch, m.get('remat', False), num_classes)
@@ -260,4 +273,11 @@ def make(config: ConfigDict) -> Family:
              'dpmpp_2m': sigma_samplers.dpmpp_2m_sample}[smp.sampler]
     return solve(denoise_fn, sigmas, x)
 
-  return Family('ddpm', init, train_step, eval_step, sample)
+  def edit(params, rng, ids, images, masks, labels):
+    e = config.edit
+    return editing.edit_sample(
+        denoiser(params, labels_lib.given(config, labels), smp.guidance),
+        edit_sigmas(config, schedule), images, masks, example_keys(rng, ids), e.strength,
+        e.jump, e.resample)
+
+  return Family('ddpm', init, train_step, eval_step, sample, edit=edit)

@@ -18,7 +18,15 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from gen_jax.models.unet import timestep_embedding
-from gen_jax.nn import Conv, Dense, GroupNorm, GroupNormSiLU, example_dropout, upsample_nearest
+from gen_jax.nn import (
+  Conv,
+  Dense,
+  GroupNorm,
+  GroupNormSiLU,
+  checkpointed,
+  example_dropout,
+  upsample_nearest,
+)
 
 SKIP_SCALE = math.sqrt(0.5)
 xavier = nn.initializers.xavier_uniform()
@@ -71,6 +79,7 @@ class SongUNet(nn.Module):
 
   With `num_classes` K > 0, labels [B] in 0..K add map_label(one_hot(y) sqrt(K)) to the
   noise embedding; the null class K is the all-zero one-hot, as EDM's label dropout.
+  `remat` recomputes each block's activations in the backward pass (the same parameters).
   """
   ch: int = 128
   ch_mult: Sequence[int] = (2, 2, 2)
@@ -79,6 +88,7 @@ class SongUNet(nn.Module):
   dropout: float = 0.13
   out_ch: int = 3
   num_classes: int = 0
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, noise_label: jax.Array, train: bool = False,
@@ -92,8 +102,10 @@ class SongUNet(nn.Module):
     emb = nn.silu(Dense(4 * self.ch, kernel_init=xavier, name='map_layer0')(emb))
     emb = nn.silu(Dense(4 * self.ch, kernel_init=xavier, name='map_layer1')(emb))
 
+    block_class = checkpointed(Block, self.remat, static_argnums=(3,))  # train is static
+
     def block(out_ch, name, mode='', attention=False):
-      return Block(out_ch, mode, attention, self.dropout, name=name)
+      return block_class(out_ch, mode, attention, self.dropout, name=name)
 
     skips = [Conv(self.ch, (3, 3), kernel_init=xavier, name='conv_in')(x)]
     h = skips[-1]

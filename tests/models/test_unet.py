@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.models.song_unet import SongUNet
 from gen_jax.models.unet import UNet, timestep_embedding
 from gen_jax.nn import example_dropout
 
@@ -68,14 +69,15 @@ def test_timestep_embedding_closed_form():
   np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_remat_keeps_the_parameters_and_the_gradients():
+@pytest.mark.parametrize('unet', [UNet, SongUNet])
+def test_remat_keeps_the_parameters_and_the_gradients(unet):
   """Rematerialized blocks: the same parameter tree, the same loss and gradients (dropout
   masks recomputed from the example ids), and the backward pass recomputes (`remat`)."""
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
   t, ids = jnp.array([3, 900]), jnp.array([7, 11])
   grads, variables = {}, None
   for remat in (False, True):
-    model = UNet(ch=32, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), dropout=0.3,
+    model = unet(ch=32, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(8,), dropout=0.3,
                  remat=remat)
     init = jax.jit(model.init)(jax.random.key(1), x, t)
     variables = init if variables is None else variables
