@@ -273,7 +273,8 @@ class Checkpointer:
         self._manager.delete(old)
 
   def _write_error(self, e: Exception, step: int) -> UserError:
-    kept = self._manager.latest_step()
+    # The manager lists the failed step from the moment its save began: leave it out.
+    kept = max((s for s in self._manager.all_steps() if s != step), default=None)
     return UserError(f'writing checkpoint {step} to {self.directory} failed ({_describe(e)}); '
                      f'disk full or not writable? The finished checkpoints are intact (newest: '
                      f'{kept})')
