@@ -55,6 +55,7 @@ def test_inpainting_a_split_keeps_the_known_pixels(ddpm_run, tfds_dir, tmp_path)
   assert grid.shape == (3 * 33 + 1, 5 * 33 + 1)  # given, masked, edited; 8 px shown as 32
 
 
+@pytest.mark.slow
 def test_a_folder_and_a_mask_image_and_sdedit(ddpm_run, tfds_dir, tmp_path):
   folder = tmp_path / 'images'
   folder.mkdir()

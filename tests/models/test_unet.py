@@ -69,7 +69,7 @@ def test_timestep_embedding_closed_form():
   np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('unet', [UNet, SongUNet])
+@pytest.mark.parametrize('unet', [UNet, pytest.param(SongUNet, marks=pytest.mark.slow)])
 def test_remat_keeps_the_parameters_and_the_gradients(unet):
   """Rematerialized blocks: the same parameter tree, the same loss and gradients (dropout
   masks recomputed from the example ids), and the backward pass recomputes (`remat`)."""
