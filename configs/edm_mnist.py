@@ -6,10 +6,11 @@ sampled with EDM's Heun sampler over 18 Karras levels (35 network evaluations). 
   python -m gen_jax.main --config=configs/edm_mnist.py --workdir=runs/edm_mnist \
       --config.data.manual_dir=PATH/TO/MNIST_IDX_FILES
 
-7,000 steps of batch 64, Adam 1e-3 with a cosine decay, EMA 0.999. The training time, the
-classifier-space FID against training time and against network evaluations per sample
-are in experiments/BASELINES.md ("The CPU diffusion showcase"); the grid is
-docs/edm_mnist_samples.png. Checkpoints every 1,000 steps, all kept, for that curve.
+7,000 steps of batch 64, Adam 1e-3 with a cosine decay, EMA 0.999: 39 minutes on 2 cores
+of an AMD EPYC Zen 5, classifier-space FID 44.2 on 10,000 samples, still falling with
+training. The curve, and the FID against network evaluations per sample for Euler,
+DPM-Solver++ and Heun, are in experiments/BASELINES.md ("The CPU diffusion showcase"); the
+grid is docs/edm_mnist_samples.png. Checkpoints every 1,000 steps, all kept, for that curve.
 """
 
 from gen_jax.config_lib import config_beside
