@@ -8,9 +8,10 @@ sampled with EDM's Heun sampler over 18 Karras levels (35 network evaluations). 
 
 7,000 steps of batch 64, Adam 1e-3 with a cosine decay, EMA 0.999: 39 minutes on 2 cores
 of an AMD EPYC Zen 5, classifier-space FID 44.2 on 10,000 samples (38.4 with EDM's
-stochastic step), still falling with training. The curve, and the FID against network evaluations per sample for Euler,
-DPM-Solver++ and Heun, are in experiments/BASELINES.md ("The CPU diffusion showcase"); the
-grid is docs/edm_mnist_samples.png. Checkpoints every 1,000 steps, all kept, for that curve.
+stochastic step), still falling with training. The curve, and the FID against network
+evaluations per sample for Euler, DPM-Solver++ and Heun, are in experiments/BASELINES.md
+("The CPU diffusion showcase"); the grid is docs/edm_mnist_samples.png. Checkpoints every
+1,000 steps, all kept, for that curve.
 """
 
 from gen_jax.config_lib import config_beside
