@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+from etils import epath
 from ml_collections import ConfigDict
 
 from gen_jax import config_lib, evaluators, images, labels, layout
@@ -85,6 +86,14 @@ def evaluate_checkpoint(config: ConfigDict, workdir: str) -> dict[str, dict[str,
     time.sleep(config.eval.watch_interval)
 
 
+def _write_arrays_and_grid(path: epath.Path, grid: np.ndarray, **arrays: np.ndarray) -> None:
+  """Writes `arrays` to the .npz `path` and the uint8 `grid` beside it as .png."""
+  layout.make_dirs(path.parent)
+  with path.open('wb') as f:
+    np.savez(f, **arrays)
+  path.with_suffix('.png').write_bytes(images.png_bytes(grid))
+
+
 def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   """Writes `sample.num` samples (EMA params) of checkpoint `sample.checkpoint_step` (0: the
   newest) to `sample.output` (default: `layout.samples_file`), key 'images' (and, for a
@@ -106,10 +115,7 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   if labels.num_classes(config):
     conditional['labels'] = labels.for_ids(config, np.arange(len(result)))
   if jax.process_index() == 0:
-    layout.make_dirs(path.parent)
-    with path.open('wb') as f:
-      np.savez(f, images=result, **conditional)
-    path.with_suffix('.png').write_bytes(images.png_bytes(images.make_grid(result)))
+    _write_arrays_and_grid(path, images.make_grid(result), images=result, **conditional)
   log.info('Wrote %d samples of step %d to %s (grid: %s).', len(result), step, path,
            path.with_suffix('.png'))
   return result
@@ -197,12 +203,9 @@ def edit(config: ConfigDict, workdir: str) -> np.ndarray:
   result = experiment_lib.edit_images(exp, state.ema_params, given, shown, classes)
   path = layout.path(e.output) if e.output else layout.edits_file(workdir, step)
   if jax.process_index() == 0:
-    layout.make_dirs(path.parent)
-    with path.open('wb') as f:
-      np.savez(f, given=given, edited=result, masks=shown)
     masked = np.where(shown > 0, given, 128).astype(np.uint8)
     grid = images.make_grid(np.concatenate([given, masked, result]), columns=len(given))
-    path.with_suffix('.png').write_bytes(images.png_bytes(grid))
+    _write_arrays_and_grid(path, grid, given=given, edited=result, masks=shown)
   log.info('Edited %d images with step %d (%s mask, strength %s, %d network evaluations '
            'each): %s (grid: %s).', len(result), step, e.mask, e.strength,
            editing.network_evaluations(config.sample.steps, e.strength, e.jump, e.resample),

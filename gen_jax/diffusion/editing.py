@@ -63,8 +63,9 @@ def edit_sample(denoise_fn: DenoiseFn, sigmas: np.ndarray, image: jax.Array,
   go down to sigmas[-1]. Each sample's noise comes from its key [B] (stream 0 for the start,
   2m + 1 and 2m + 2 for move m). Returns x [B, ...] at sigmas[-1]; where mask is above 0 it
   is image + sigmas[-1] n."""
-  start = start_level(len(check_sigmas(sigmas)) - 1, strength)
-  sigmas = check_sigmas(sigmas)[start:]
+  sigmas = check_sigmas(sigmas)
+  start = start_level(len(sigmas) - 1, strength)
+  sigmas = sigmas[start:]
   moves = repaint_moves(len(sigmas) - 1, jump, resample)
   shape = image.shape[1:]
   keep = jnp.broadcast_to(mask, image.shape) > 0
