@@ -181,6 +181,10 @@ def _ddpm(c: ConfigDict) -> None:
   c.sample.s_noise = 1.0
   c.sample.variance = 'large'  # small, large, or learned (with learn_variance)
   c.sample.guidance = 0.0  # classifier-free guidance weight w (class-conditional only)
+  # guidance only at the noise levels in (guidance_sigma_min, guidance_sigma_max] of a
+  # noise-level sampler (Kynkaanniemi et al. 2024); conditional elsewhere
+  c.sample.guidance_sigma_min = 0.0
+  c.sample.guidance_sigma_max = float('inf')
   c.optim.learning_rate = 2e-4
   c.optim.warmup_steps = 5000
   c.optim.grad_clip = 1.0

@@ -5,6 +5,7 @@ the config, so the modes differ only in their loops.
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -143,6 +144,10 @@ def conditioning(config: ConfigDict) -> dict:
   unconditional one."""
   if not labels.num_classes(config):
     return {}
-  return {'labels': functools.partial(labels.for_ids, config),
-          'conditioning': {'classes': list(labels.classes(config)),
-                           'guidance': float(config.sample.get('guidance', 0.0))}}
+  smp = config.sample
+  conditioning = {'classes': list(labels.classes(config)),
+                  'guidance': float(smp.get('guidance', 0.0))}
+  low, high = smp.get('guidance_sigma_min', 0.0), smp.get('guidance_sigma_max', math.inf)
+  if low > 0 or high < math.inf:  # the guided levels (low, high], None: no upper bound
+    conditioning['guidance_sigmas'] = [low, high if high < math.inf else None]
+  return {'labels': functools.partial(labels.for_ids, config), 'conditioning': conditioning}

@@ -55,9 +55,14 @@ EDM = ('--config.diffusion.formulation=edm', '--config.sample.sampler=heun',
        '--config.sample.spacing=karras', '--config.sample.steps=6', '--config.sample.churn=5')
 
 
+# Both, guided at some of the noise levels only (a lax.cond per level).
+EDM_GUIDED = (*EDM, *CONDITIONAL, '--config.sample.guidance_sigma_min=0.5',
+              '--config.sample.guidance_sigma_max=10')
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('overrides', [(), CONDITIONAL, EDM],
-                         ids=['unconditional', 'conditional', 'edm'])
+@pytest.mark.parametrize('overrides', [(), CONDITIONAL, EDM, EDM_GUIDED],
+                         ids=['unconditional', 'conditional', 'edm', 'edm_guided_interval'])
 def test_ddpm_with_dropout_agrees_on_one_and_eight_devices(tmp_path, tfds_dir, overrides):
   def args(workdir):
     return ['--config=configs/ddpm_digits.py', f'--workdir={workdir}',

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from gen_jax import labels as labels_lib
-from gen_jax.diffusion import samplers
+from gen_jax.diffusion import edm, samplers
 from gen_jax.diffusion import schedules as sch
 from gen_jax.errors import UserError
 from gen_jax.families import get_family
-from gen_jax.families.ddpm import drop_labels
+from gen_jax.families.ddpm import drop_labels, sampling_sigmas
 from gen_jax.models.unet import UNet
 from tests.families.test_vae import load_config
 
@@ -21,7 +21,8 @@ def conditional(guidance=0.0, **sample):
   config.data.image_size = 8
   config.model.update(ch=32, ch_mult=(1, 2), num_classes=10)
   config.diffusion.update(num_steps=50, label_dropout=0.1)
-  config.sample.update(sampler='ddim', steps=5, eta=0.0, guidance=guidance, **sample)
+  config.sample.update(sampler='ddim', steps=5, eta=0.0, guidance=guidance)
+  config.sample.update(sample)
   return config
 
 
@@ -65,6 +66,61 @@ def test_guided_sampling_equals_two_separate_network_calls(guidance):
   if guidance:  # guidance moves the samples away from the conditional ones
     unguided = reference_sample(config, params, ids, 0.0)
     assert float(jnp.max(jnp.abs(images - unguided))) > 1e-3
+
+
+def euler_reference(config, params, ids, guided_levels):
+  """Euler over `sampling_sigmas` with the VP wrapper, eps from two separate network calls,
+  guided (with sample.guidance) at the levels whose index is in `guided_levels` only."""
+  m, smp = config.model, config.sample
+  model = UNet(m.ch, tuple(m.ch_mult), m.num_res_blocks, tuple(m.attn_resolutions),
+               m.dropout, 1, num_classes=m.num_classes)
+  labels = labels_lib.for_ids(config, ids)
+  null = jnp.full_like(labels, m.num_classes)
+  schedule = sch.get_schedule(config.diffusion.schedule, config.diffusion.num_steps)
+  sigmas = sampling_sigmas(config, schedule)
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(ids)
+  x = sigmas[0] * samplers.example_noise(keys, len(sigmas) - 1, (8, 8, 1))
+  for i in range(len(sigmas) - 1):
+    w = smp.guidance if i in guided_levels else 0.0
+
+    def eps_fn(xt, t, w=w):
+      conditional = model.apply({'params': params}, xt, t, labels=labels)
+      unconditional = model.apply({'params': params}, xt, t, labels=null)
+      return (1 + w) * conditional - w * unconditional
+
+    denoised = edm.vp_denoiser(eps_fn, schedule)(x, jnp.full((len(ids),), sigmas[i]))
+    x = denoised + sigmas[i + 1] / sigmas[i] * (x - denoised)
+  return x
+
+
+@pytest.mark.slow
+def test_the_guidance_interval_guides_only_the_levels_inside_it():
+  """Kynkaanniemi et al.'s interval (sigma_min, sigma_max]: guided levels as the reference's,
+  the others conditional, one scan; the result differs from guiding everywhere or nowhere."""
+  config = conditional(2.0, sampler='euler', spacing='karras')
+  family, params = init_params(config)
+  ids = jnp.arange(4)
+  sigmas = sampling_sigmas(config, sch.get_schedule(config.diffusion.schedule, 50))
+  # bounds between levels, so that float32 rounding of the levels cannot move one across
+  config.sample.update(guidance_sigma_min=float(sigmas[2] + sigmas[3]) / 2,
+                       guidance_sigma_max=float(sigmas[0] + sigmas[1]) / 2)
+  images = jax.jit(get_family(config).sample)(params, jax.random.key(3), ids)
+  expected = euler_reference(config, params, ids, (1, 2))
+  np.testing.assert_allclose(images, expected, rtol=1e-5, atol=2e-4)  # values up to ~150
+  everywhere = euler_reference(config, params, ids, range(5))
+  nowhere = euler_reference(config, params, ids, ())
+  for other in (everywhere, nowhere):
+    assert float(jnp.max(jnp.abs(images - other))) > 1e-3
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(guidance_sigma_min=-1.0), 'expected 0 <= guidance_sigma_min < guidance_sigma_max'),
+    (dict(guidance_sigma_min=2.0, guidance_sigma_max=1.0), 'sample.guidance_sigma_min=2.0'),
+    (dict(guidance_sigma_max=5.0), "need a noise-level sampler, one of .* not 'ddim'"),
+])
+def test_bad_guidance_intervals_are_refused(change, message):
+  with pytest.raises(UserError, match=message):
+    get_family(conditional(1.0, **change))
 
 
 @pytest.mark.slow
