@@ -98,7 +98,7 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   """Writes `sample.num` samples (EMA params) of checkpoint `sample.checkpoint_step` (0: the
   newest) to `sample.output` (default: `layout.samples_file`), key 'images' (and, for a
   class-conditional model, 'labels': the class each was asked for), and their grid beside
-  it (.png).
+  it (.png; one row per class of a class-conditional model).
 
   Returns: uint8 [sample.num, H, W, C].
   """
@@ -114,8 +114,10 @@ def sample(config: ConfigDict, workdir: str) -> np.ndarray:
   conditional = {}
   if labels.num_classes(config):
     conditional['labels'] = labels.for_ids(config, np.arange(len(result)))
+  _, order, columns = labels.grid_layout(config, len(result))  # one row per class
   if jax.process_index() == 0:
-    _write_arrays_and_grid(path, images.make_grid(result), images=result, **conditional)
+    _write_arrays_and_grid(path, images.make_grid(result[order], columns), images=result,
+                           **conditional)
   log.info('Wrote %d samples of step %d to %s (grid: %s).', len(result), step, path,
            path.with_suffix('.png'))
   return result

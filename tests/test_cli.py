@@ -7,7 +7,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
+from gen_jax import images
 from tests.conftest import (
   digits_args,
   read_json,
@@ -84,6 +86,22 @@ def test_sample_mode_writes_uint8_images(trained):
   images = np.load(os.path.join(workdir, 'samples', 'samples_step_0000040.npz'))['images']
   assert images.shape == (37, 8, 8, 1) and images.dtype == np.uint8
   assert images.std() > 0
+
+
+def test_sample_mode_of_a_conditional_model_writes_labels_and_a_row_per_class(tmp_path,
+                                                                            tfds_dir):
+  args = digits_args(str(tmp_path), tfds_dir, '--config.model.num_classes=10',
+                     '--config.train.num_steps=2', '--config.sample.every_steps=0',
+                     '--config.evals.likelihood.every_steps=0')
+  run_cli(*args)
+  run_cli(*args, '--mode=sample', '--config.sample.num=21')
+  path = os.path.join(tmp_path, 'samples', 'samples_step_0000002')
+  saved = np.load(path + '.npz')
+  np.testing.assert_array_equal(saved['labels'], np.arange(21) % 10)
+  # rows: class 0 (samples 0 and 10), class 1 (1 and 11), ...; sample 20 left out
+  order = np.arange(20).reshape(2, 10).T.ravel()
+  grid = np.asarray(Image.open(path + '.png'))
+  np.testing.assert_array_equal(grid, images.make_grid(saved['images'][order], 2)[:, :, 0])
 
 
 def test_eval_mode_matches_the_in_training_eval(trained):
