@@ -100,7 +100,8 @@ def test_the_guidance_interval_guides_only_the_levels_inside_it():
   config = conditional(2.0, sampler='euler', spacing='karras')
   family, params = init_params(config)
   ids = jnp.arange(4)
-  sigmas = sampling_sigmas(config, sch.get_schedule(config.diffusion.schedule, 50))
+  d = config.diffusion
+  sigmas = sampling_sigmas(config, sch.get_schedule(d.schedule, d.num_steps))
   # bounds between levels, so that float32 rounding of the levels cannot move one across
   config.sample.update(guidance_sigma_min=float(sigmas[2] + sigmas[3]) / 2,
                        guidance_sigma_max=float(sigmas[0] + sigmas[1]) / 2)
